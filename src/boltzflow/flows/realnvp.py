@@ -1,0 +1,82 @@
+"""RealNVP builder (paper 001 §4, §6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from boltzflow.flows.base import StandardNormal
+from boltzflow.flows.core import Affine, Compose, Transform
+from boltzflow.flows.coupling import AffineCoupling
+from boltzflow.flows.flow import Flow
+from boltzflow.flows.nets import mlp
+
+
+@dataclass
+class RealNVPConfig:
+    """Architecture of a RealNVP flow.
+
+    Attributes:
+        dim: event dimension D.
+        n_layers: number of coupling layers; partitions alternate from layer to layer.
+        hidden: hidden widths of every s and t MLP.
+        masked_input: nets on the masked full vector (D -> D) rather than on the kept half (d_a -> d_b).
+        activation: hidden activation of the MLPs.
+        scale_clamp: soft bound on |s| per layer (None = unbounded).
+    """
+
+    dim: int
+    n_layers: int = 8
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    masked_input: bool = True
+    activation: str = "silu"
+    scale_clamp: float | None = 5.0
+
+
+def half_masks(dim: int, n_layers: int) -> list[torch.Tensor]:
+    """Alternating partitions: d_a = floor(D/2) leading entries are kept in even layers, the rest in odd ones."""
+    if dim < 2:
+        raise ValueError(f"RealNVP needs dim >= 2, got {dim}")
+    d_a = dim // 2
+    first = torch.zeros(dim, dtype=torch.bool)
+    first[:d_a] = True
+    return [first if k % 2 == 0 else ~first for k in range(n_layers)]
+
+
+def realnvp_transform(cfg: RealNVPConfig) -> Transform:
+    """The stack of coupling layers, latent -> data."""
+    layers = []
+    for mask in half_masks(cfg.dim, cfg.n_layers):
+        d_in, d_out = (cfg.dim, cfg.dim) if cfg.masked_input else (int(mask.sum()), int((~mask).sum()))
+        layers.append(
+            AffineCoupling(
+                mask,
+                mlp(d_in, d_out, cfg.hidden, cfg.activation),
+                mlp(d_in, d_out, cfg.hidden, cfg.activation),
+                masked_input=cfg.masked_input,
+                scale_clamp=cfg.scale_clamp,
+            )
+        )
+    return Compose(layers)
+
+
+def realnvp(cfg: RealNVPConfig, loc: torch.Tensor | None = None, scale: torch.Tensor | None = None) -> Flow:
+    """A RealNVP flow on a standard-normal base, optionally followed by a fixed de-standardisation.
+
+    Args:
+        cfg: architecture.
+        loc: data mean, shape (D,); with ``scale`` the flow models standardised data and maps back exactly.
+        scale: data standard deviation, shape (D,).
+    """
+    transform = realnvp_transform(cfg)
+    if loc is not None or scale is not None:
+        loc = torch.zeros(cfg.dim) if loc is None else torch.as_tensor(loc, dtype=torch.float32)
+        scale = torch.ones(cfg.dim) if scale is None else torch.as_tensor(scale, dtype=torch.float32)
+        transform = Compose([transform, Affine(loc, scale)])
+    return Flow(StandardNormal(cfg.dim), transform)
+
+
+def n_parameters(module: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
