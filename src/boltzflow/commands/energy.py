@@ -1,0 +1,113 @@
+"""Evaluate AMBER energies (and forces) of every frame of a trajectory, with the torch force field or OpenMM.
+
+Examples:
+  boltzflow energy --pdb mol.pdb --in frames.npz --out energies.npz --forces
+  boltzflow energy --pdb mol.pdb --in traj.xtc --out energies.npz --backend openmm
+  boltzflow energy --pdb mol.pdb --forcefield amber99sbildn.xml --in frames.npz --out vacuum.npz
+
+Input (--in): an .npz with an array ``xyz`` of shape (n, n_atoms, 3) in nm, or any trajectory mdtraj reads
+(.xtc, .dcd, .h5, .pdb, ...) with the PDB as topology. The system is built with NoCutoff from the PDB and the
+force-field XML files (default AMBER99SB-ILDN + OBC implicit solvent). With ``--constraints none`` (default) every
+harmonic X-H bond term is part of the energy; ``--constraints HBonds`` drops them, as OpenMM does for a System
+built for constrained MD. The energy is always evaluated on the coordinates as given.
+
+Output (--out): an .npz with energy_kj (n,) kJ/mol, energy_kt (n,) in kT at --temperature, and with --forces
+forces_kj (n, n_atoms, 3) kJ/mol/nm. Nothing is written when anything fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from boltzflow.errors import BoltzflowError
+
+HELP = "energies (kJ/mol and kT) and optionally forces of trajectory frames, torch or OpenMM backend"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pdb", required=True, metavar="FILE", help="topology and force-field input (PDB)")
+    p.add_argument(
+        "--forcefield",
+        nargs="+",
+        metavar="XML",
+        default=["amber99sbildn.xml", "amber99_obc.xml"],
+        help="OpenMM force-field files (default: amber99sbildn.xml amber99_obc.xml)",
+    )
+    p.add_argument("--in", dest="frames", required=True, metavar="FRAMES", help=".npz with xyz (nm) or a trajectory")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="output .npz")
+    p.add_argument("--backend", choices=("torch", "openmm"), default="torch", help="evaluator (default: torch)")
+    p.add_argument("--forces", action="store_true", help="also store forces_kj")
+    p.add_argument("--temperature", type=float, default=300.0, help="temperature for kT, kelvin (default: 300)")
+    p.add_argument(
+        "--constraints", choices=("none", "HBonds"), default="none", help="system constraints (default: none)"
+    )
+    p.add_argument("--chunk-size", type=int, default=1024, help="frames per torch evaluation (default: 1024)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from boltzflow.energies.openmm_system import build_molecule, kt_kj_per_mol
+    from boltzflow.io import save_npz
+
+    if not args.temperature > 0:
+        raise BoltzflowError(f"--temperature must be positive, got {args.temperature}")
+    if not str(args.out).endswith(".npz"):
+        raise BoltzflowError(f"--out must end in .npz, got {args.out}")
+    molecule = build_molecule(args.pdb, tuple(args.forcefield), constraints=args.constraints)
+    xyz = load_frames(args.frames, args.pdb)
+    if xyz.shape[1:] != (molecule.n_atoms, 3):
+        raise BoltzflowError(
+            f"{args.frames} has frames of shape {xyz.shape[1:]} but {Path(args.pdb).name} has {molecule.n_atoms} "
+            f"atoms: give frames of shape (n, {molecule.n_atoms}, 3)"
+        )
+    bad = np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2)))
+    if bad.size:
+        raise BoltzflowError(f"{args.frames}: {bad.size} frame(s) contain NaN/inf coordinates (first: frame {bad[0]})")
+    if args.backend == "torch":
+        energy_kj, forces_kj = _torch_backend(molecule.system, xyz, args.chunk_size)
+    else:
+        energy_kj, forces_kj = _openmm_backend(molecule.system, xyz, args.temperature)
+    out = {"energy_kj": energy_kj, "energy_kt": energy_kj / kt_kj_per_mol(args.temperature)}
+    if args.forces:
+        out["forces_kj"] = forces_kj
+    save_npz(args.out, **out)
+    print(f"wrote {args.out}: {len(energy_kj)} frames, mean energy {energy_kj.mean():.3f} kJ/mol ({args.backend})")
+    return 0
+
+
+def load_frames(path: str, pdb: str) -> np.ndarray:
+    """Frames as float64 (n, n_atoms, 3) nm from an npz (``xyz``) or an mdtraj-readable trajectory."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"frames file not found: {p}")
+    if p.suffix == ".npz":
+        with np.load(p) as data:
+            if "xyz" not in data:
+                raise BoltzflowError(f"{p} has no array 'xyz' (found {sorted(data.files)})")
+            xyz = np.asarray(data["xyz"], dtype=np.float64)
+    else:
+        import mdtraj
+
+        try:
+            xyz = np.asarray(mdtraj.load(str(p), top=str(pdb)).xyz, dtype=np.float64)
+        except Exception as err:  # mdtraj raises many types with long messages
+            raise BoltzflowError(f"mdtraj cannot read {p} with topology {pdb}: {str(err).splitlines()[0]}") from None
+    if xyz.ndim != 3 or xyz.shape[-1] != 3 or len(xyz) == 0:
+        raise BoltzflowError(f"{p}: expected frames of shape (n, n_atoms, 3) with n >= 1, got {xyz.shape}")
+    return xyz
+
+
+def _torch_backend(system, xyz: np.ndarray, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+    from boltzflow.energies.amber import AmberEnergy
+
+    result = AmberEnergy.from_system(system).energy_and_force(xyz, chunk_size=chunk_size)
+    return result.energy_kj.numpy(), result.force_kj.numpy()
+
+
+def _openmm_backend(system, xyz: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    from boltzflow.energies.openmm_bridge import OpenMMEnergy
+
+    with OpenMMEnergy(system, temperature_kelvin=temperature, platform="Reference") as bridge:
+        return bridge.evaluate(xyz)

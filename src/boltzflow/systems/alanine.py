@@ -1,0 +1,103 @@
+"""Alanine dipeptide (ACE-ALA-NME, 22 atoms): backbone dihedrals and conformational basins (paper 001 §6.2).
+
+Atom indices refer to the shipped PDB (``boltzflow/data/alanine-dipeptide.pdb``), the atom order of every
+alanine dataset in this package. They are read from the topology by residue and atom name.
+
+Basins on the Ramachandran plane (degrees; φ, ψ in (-180, 180]). The boundaries follow the usual coarse
+partition of alanine dipeptide's (φ, ψ) map; a point belongs to the first basin whose test it passes:
+
+* ``C7eq/beta``: φ < 0 and (ψ > 120 or ψ <= -120)   -- extended region (C5, PII and C7eq),
+* ``alphaR``:    φ < 0 and -120 < ψ <= 120        -- right-handed helix and bridge region,
+* ``alphaL``:    0 < φ < 120                       -- the left-handed helix and C7ax (φ > 0 basins),
+* ``other``:     everything else (φ >= 120, φ = 0).
+
+The φ > 0 boundary (0°, 120°) is the one the alanine issue uses for αL; φ < 0 is split at ψ = ±120°.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from boltzflow.geometry import dihedrals
+
+BASINS = ("C7eq/beta", "alphaR", "alphaL", "other")
+
+
+@cache
+def backbone_dihedral_indices() -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """Atom indices of φ = C(ACE)–N–CA–C and ψ = N–CA–C–N(NME) in the shipped PDB (0-based)."""
+    import openmm.app as app
+
+    from boltzflow.energies.openmm_system import alanine_dipeptide_pdb
+
+    topology = app.PDBFile(str(alanine_dipeptide_pdb())).topology
+    names = {(atom.residue.name, atom.name): atom.index for atom in topology.atoms()}
+    wanted = [("ACE", "C"), ("ALA", "N"), ("ALA", "CA"), ("ALA", "C"), ("NME", "N")]
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise ValueError(f"alanine dipeptide PDB lacks atoms {missing}; use the shipped ACE-ALA-NME file")
+    c_ace, n, ca, c, n_nme = (names[w] for w in wanted)
+    return (c_ace, n, ca, c), (n, ca, c, n_nme)
+
+
+def phi_psi(xyz: Tensor | np.ndarray) -> Tensor:
+    """Backbone dihedrals (φ, ψ) of alanine dipeptide frames.
+
+    Args:
+        xyz: positions, shape (..., 22, 3), nm (any length unit works).
+
+    Returns:
+        angles in radians, shape (..., 2), in (-pi, pi]; a tensor of the input's dtype (float64 for NumPy).
+    """
+    x = torch.as_tensor(np.asarray(xyz, dtype=np.float64)) if isinstance(xyz, np.ndarray) else xyz
+    if x.shape[-2:] != (22, 3):
+        raise ValueError(f"alanine dipeptide positions must have shape (..., 22, 3), got {tuple(x.shape)}")
+    return dihedrals(x, list(backbone_dihedral_indices()))
+
+
+def basin_labels(angles: Tensor | np.ndarray) -> np.ndarray:
+    """Basin index into :data:`BASINS` for each (φ, ψ) point.
+
+    Args:
+        angles: (φ, ψ), shape (..., 2), radians.
+
+    Returns:
+        int array, shape (...).
+    """
+    a = np.degrees(np.asarray(angles, dtype=np.float64))
+    if a.shape[-1] != 2:
+        raise ValueError(f"angles must have shape (..., 2) (phi, psi), got {a.shape}")
+    phi, psi = a[..., 0], a[..., 1]
+    extended = (phi < 0) & ((psi > 120) | (psi <= -120))
+    alpha_r = (phi < 0) & ~extended
+    alpha_l = (phi > 0) & (phi < 120)
+    return np.select([extended, alpha_r, alpha_l], [0, 1, 2], default=3)
+
+
+def basin_populations(angles: Tensor | np.ndarray) -> dict[str, float]:
+    """Fraction of points in each basin of :data:`BASINS` (they sum to 1).
+
+    Args:
+        angles: (φ, ψ), shape (n, 2), radians.
+    """
+    labels = basin_labels(angles).reshape(-1)
+    if labels.size == 0:
+        raise ValueError("basin_populations needs at least one point")
+    counts = np.bincount(labels, minlength=len(BASINS))
+    return {name: float(c) / labels.size for name, c in zip(BASINS, counts, strict=True)}
+
+
+def wrap_angle(x: Tensor) -> Tensor:
+    """Map angles (radians) to [-pi, pi)."""
+    return torch.remainder(x + math.pi, 2 * math.pi) - math.pi
+
+
+def format_populations(pops: Mapping[str, float]) -> str:
+    """One line such as ``C7eq/beta 0.612, alphaR 0.370, alphaL 0.017, other 0.001``."""
+    return ", ".join(f"{k} {v:.3f}" for k, v in pops.items())
