@@ -3,10 +3,10 @@
 System: alanine dipeptide (22 atoms), AMBER99SB-ILDN + OBC implicit solvent (amber99_obc.xml), NoCutoff, no
 constraints. One "evaluation" = potential energy *and* forces of one configuration.
 
-* torch: ``AmberEnergy.energy_and_force`` (autograd forces, internal chunks of 1024 frames) on CPU, float32 and
-  float64, with 2 and with 1 intra-op threads, for batches of 1 ... 65536 perturbed configurations.
-* OpenMM: the bridge (``OpenMMEnergy.evaluate``: a Context loop, setPositions + getState(energy, forces)) on the
-  Reference platform and on the CPU platform with 2 threads.
+* torch: ``AmberEnergy.energy_and_force`` (autograd forces, internal chunks of 1024 frames) on CPU,
+  float32 and float64, with 2 and with 1 intra-op threads, batches of 1 ... 65536 perturbed configurations.
+* OpenMM: the bridge (``OpenMMEnergy.evaluate``: a Context loop, setPositions + getState(energy, forces)) on
+  the Reference platform and on the CPU platform with 2 threads.
 
 Each cell is the best of a few timed repeats (each repeat at least ~1 s, or one call), to damp the load from
 other processes: the machine is shared (2 cores, several agents at once), so absolute numbers are noisy and
@@ -31,8 +31,12 @@ QUICK_BATCHES = (1, 16, 256, 4096)
 
 
 def _best_rate(fn: Callable[[], None], n_items: int, min_seconds: float, repeats: int) -> float:
-    """Items per second, best over ``repeats`` timed blocks of >= ``min_seconds`` (or one call)."""
-    fn()  # warm-up
+    """Items per second, best over ``repeats`` timed blocks of >= ``min_seconds`` (or one call); batches
+    above 4096 items get no separate warm-up and a single repeat (they take seconds each)."""
+    if n_items > 4096:
+        repeats = 1
+    else:
+        fn()  # warm-up
     best = 0.0
     for _ in range(repeats):
         calls, start = 0, time.perf_counter()
@@ -57,8 +61,9 @@ def _machine() -> str:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"{cpu}, {os.cpu_count()} logical cores, load average {load:.1f} at start; Python {sys.version.split()[0]}, "
-        f"torch {torch.__version__}, OpenMM {openmm.version.full_version}, NumPy {np.__version__}"
+        f"{cpu}, {os.cpu_count()} logical cores, load average {load:.1f} at start; "
+        f"Python {sys.version.split()[0]}, torch {torch.__version__}, "
+        f"OpenMM {openmm.version.full_version}, NumPy {np.__version__}"
     )
 
 
@@ -67,7 +72,9 @@ def _frames(xyz: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return xyz + rng.normal(0.0, 0.01, (n, *xyz.shape))
 
 
-def bench_torch(system, xyz: np.ndarray, batches: tuple[int, ...], quick: bool) -> dict[tuple[str, int], list[float]]:
+def bench_torch(
+    system, xyz: np.ndarray, batches: tuple[int, ...], quick: bool
+) -> dict[tuple[str, int], list[float]]:
     """Evaluations/s of the torch force field, keyed by (dtype name, threads), one entry per batch size."""
     from boltzflow.energies.amber import AmberEnergy
 
@@ -83,12 +90,53 @@ def bench_torch(system, xyz: np.ndarray, batches: tuple[int, ...], quick: bool) 
                 for b in batches:
                     x = torch.as_tensor(frames[:b], dtype=dtype)
                     rates.append(
-                        _best_rate(lambda x=x: energy.energy_and_force(x), b, 0.3 if quick else 1.0, 2 if quick else 3)
+                        _best_rate(
+                            lambda x=x: energy.energy_and_force(x),
+                            b,
+                            0.3 if quick else 1.0,
+                            2 if quick else 3,
+                        )
                     )
                 out[(str(dtype).removeprefix("torch."), threads)] = rates
     finally:
         torch.set_num_threads(old_threads)
     return out
+
+
+def bench_compiled(
+    system, xyz: np.ndarray, batches: tuple[int, ...], chunk: int = 1024
+) -> tuple[list, float]:
+    """float32, 1 thread, ``torch.compile`` of ``energy_kj`` on fixed chunks of ``chunk`` frames (the last one
+    padded); returns evaluations/s per batch (None below ``chunk``) and the compile time in s."""
+    from boltzflow.energies.amber import AmberEnergy
+
+    energy = AmberEnergy.from_system(system)
+    compiled = torch.compile(energy.energy_kj, dynamic=False)
+
+    def energy_and_force(x: torch.Tensor) -> None:
+        for part in x.split(chunk):
+            n = part.shape[0]
+            if n < chunk:
+                part = torch.cat([part, part[:1].expand(chunk - n, -1, -1)])
+            part = part.detach().requires_grad_(True)
+            e = compiled(part)
+            (grad,) = torch.autograd.grad(e.sum(), part)
+            _ = (e[:n].detach(), -grad[:n])
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        frames = torch.as_tensor(_frames(xyz, max(batches)), dtype=torch.float32)
+        start = time.perf_counter()
+        energy_and_force(frames[:chunk])
+        compile_s = time.perf_counter() - start
+        rates = [
+            _best_rate(lambda x=frames[:b]: energy_and_force(x), b, 1.0, 3) if b >= chunk else None
+            for b in batches
+        ]
+    finally:
+        torch.set_num_threads(old_threads)
+    return rates, compile_s
 
 
 def bench_openmm(system, xyz: np.ndarray, quick: bool) -> dict[str, float]:
@@ -100,7 +148,9 @@ def bench_openmm(system, xyz: np.ndarray, quick: bool) -> dict[str, float]:
     out = {}
     for name, plat, props in (("Reference", "Reference", None), ("CPU, 2 threads", "CPU", {"Threads": "2"})):
         with OpenMMEnergy(system, platform=plat, platform_properties=props) as bridge:
-            out[name] = _best_rate(lambda b=bridge: b.evaluate(frames), n, 0.3 if quick else 1.0, 2 if quick else 3)
+            out[name] = _best_rate(
+                lambda b=bridge: b.evaluate(frames), n, 0.3 if quick else 1.0, 2 if quick else 3
+            )
     return out
 
 
@@ -113,17 +163,21 @@ def run(quick: bool = False) -> str:
     machine = _machine()
     reference = bench_openmm(molecule.system, molecule.positions, quick)
     ours = bench_torch(molecule.system, molecule.positions, batches, quick)
+    compiled, compile_s = ([], 0.0) if quick else bench_compiled(molecule.system, molecule.positions, batches)
     ref_rate = reference["Reference"]
     lines = [
         "## AMBER force field: torch `AmberEnergy` vs OpenMM",
         "",
-        "Alanine dipeptide (22 atoms), AMBER99SB-ILDN + OBC GBSA, NoCutoff. Energy + forces per configuration, "
-        "evaluations per second (higher is better); best of several repeats. The CPU is shared with other "
-        "agents (2 cores), so numbers are noisy and the 2-thread rows are hurt most by oversubscription.",
+        "Alanine dipeptide (22 atoms), AMBER99SB-ILDN + OBC GBSA, NoCutoff. Energy + forces per "
+        "configuration, evaluations per second (higher is better); best of several repeats. The CPU is "
+        "shared with other agents (2 cores), so numbers are noisy and the 2-thread rows are hurt most by "
+        "oversubscription.",
         "",
         f"Machine: {machine}.",
         "",
-        "| backend | " + " | ".join(f"batch {b:,}" for b in batches) + " | × OpenMM Reference (largest batch) |",
+        "| backend | "
+        + " | ".join(f"batch {b:,}" for b in batches)
+        + " | × OpenMM Reference (largest batch) |",
         "| --- | " + " | ".join("---:" for _ in batches) + " | ---: |",
     ]
     for name, rate in reference.items():
@@ -131,11 +185,25 @@ def run(quick: bool = False) -> str:
         lines.append(f"| OpenMM {name} (Context loop) | {cells} | {rate / ref_rate:.2f} |")
     for (dtype, threads), rates in ours.items():
         cells = " | ".join(f"{r:,.0f}" for r in rates)
-        lines.append(f"| torch {dtype}, {threads} thread{'s' if threads > 1 else ''} | {cells} | {rates[-1] / ref_rate:.1f} |")
+        lines.append(
+            f"| torch {dtype}, {threads} thread{'s' if threads > 1 else ''} | {cells} "
+            f"| {rates[-1] / ref_rate:.1f} |"
+        )
+    if compiled:
+        cells = " | ".join("—" if r is None else f"{r:,.0f}" for r in compiled)
+        lines.append(
+            f"| torch float32, 1 thread, torch.compile (chunks of 1024) | {cells} "
+            f"| {compiled[-1] / ref_rate:.1f} |"
+        )
     lines += [
         "",
-        "OpenMM evaluates one configuration per call, so its rate does not depend on the batch size (repeated in "
-        "every column). Load average at the end: " + (f"{os.getloadavg()[0]:.1f}." if hasattr(os, "getloadavg") else "n/a."),
+        f"torch.compile (inductor, CPU) took {compile_s:.0f} s to compile on this machine; it is not used by "
+        "`AmberEnergy` itself (eager by default)."
+        if compiled
+        else "",
+        "OpenMM evaluates one configuration per call, so its rate does not depend on the batch size "
+        "(repeated in every column). Load average at the end: "
+        + (f"{os.getloadavg()[0]:.1f}." if hasattr(os, "getloadavg") else "n/a."),
     ]
     if quick:
         lines.append("(quick run: fewer batch sizes and repeats; not for quoting)")

@@ -8,8 +8,8 @@ Per model, in float32 on CPU:
 * **NLL step**: a batch of 256 data points -> latent with log-det, mean NLL, backward, ``Adam.step``;
 * **sampling**: ``no_grad`` draws of samples *with* their log density, batch 4096 and 256, in samples/s.
 
-The models' repeats are interleaved (model A, B, C, A, B, C, ...) so that load from other processes on a shared
-machine hits all of them alike; each cell is the median over the repeats after warm-up.
+The models' repeats are interleaved (model A, B, C, A, B, C, ...) so that load from other processes on a
+shared machine hits all of them alike; each cell is the median over the repeats after warm-up.
 
 Peers:
 
@@ -22,11 +22,13 @@ Peers:
   zuko's first variant.
 
 The scale is soft-bounded in every model: ours ``5 tanh(s/5)``; normflows the same through the MLP's
-``output_fn="tanh"`` with ``score_scale=0.2``, ``output_scale=5``; zuko its built-in ``s / (1 + |s / log 1e-3|)``.
+``output_fn="tanh"`` with ``score_scale=0.2``, ``output_scale=5``; zuko its built-in
+``s / (1 + |s / log 1e-3|)``.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -73,8 +75,9 @@ CASES = (Case("paper 001 §6.1", 4, 8, 256), Case("paper 001 §6.3", 66, 12, 512
 
 def boltzflow_model(dim: int, n_layers: int, hidden: int, masked_input: bool, name: str) -> Model:
     """Our RealNVP (``boltzflow.flows.realnvp``) with ReLU nets."""
-    cfg = RealNVPConfig(dim, n_layers, [hidden, hidden], masked_input=masked_input, activation="relu",
-                        scale_clamp=SCALE_CLAMP)
+    cfg = RealNVPConfig(
+        dim, n_layers, [hidden, hidden], masked_input=masked_input, activation="relu", scale_clamp=SCALE_CLAMP
+    )
     flow = realnvp(cfg)
     gen = torch.Generator().manual_seed(1)
 
@@ -92,8 +95,13 @@ def normflows_model(dim: int, n_layers: int, hidden: int) -> Model:
     flows = []
     for mask in half_masks(dim, n_layers):
         b = mask.to(torch.float32)
-        s = nf.nets.MLP([dim, hidden, hidden, dim], init_zeros=True, output_fn="tanh",
-                        score_scale=1 / SCALE_CLAMP, output_scale=SCALE_CLAMP)
+        s = nf.nets.MLP(
+            [dim, hidden, hidden, dim],
+            init_zeros=True,
+            output_fn="tanh",
+            score_scale=1 / SCALE_CLAMP,
+            output_scale=SCALE_CLAMP,
+        )
         t = nf.nets.MLP([dim, hidden, hidden, dim], init_zeros=True)
         flows.append(nf.flows.MaskedAffineFlow(b, t, s))
     model = nf.NormalizingFlow(nf.distributions.DiagGaussian(dim, trainable=False), flows)
@@ -146,9 +154,9 @@ def build_models(case: Case) -> list[Model]:
     ]
 
 
-def _interleaved_medians(tasks: list[Callable[[], None]], repeats: int, inner: int) -> list[float]:
-    """Median seconds per call of each task; the tasks take turns within every repeat."""
-    for task in tasks:  # warm-up: allocator, thread pool, lazy init
+def _interleaved_times(tasks: list[Callable[[], None]], repeats: int, inner: int) -> list[list[float]]:
+    """Seconds per call of each task in every repeat; the tasks take turns within each repeat."""
+    for task in tasks:  # warm-up: allocator, thread pool, optimizer state
         task()
         task()
     times: list[list[float]] = [[] for _ in tasks]
@@ -159,7 +167,7 @@ def _interleaved_medians(tasks: list[Callable[[], None]], repeats: int, inner: i
             for _ in range(inner):
                 tasks[i]()
             times[i].append((time.perf_counter() - t0) / inner)
-    return [statistics.median(t) for t in times]
+    return times
 
 
 def _nll_step_task(model: Model, x: Tensor) -> Callable[[], None]:
@@ -179,7 +187,9 @@ def _sample_task(model: Model, n: int) -> Callable[[], None]:
         with torch.no_grad():
             x, log_prob = model.sample(n)
         if not (x.shape == (n, x.shape[-1]) and log_prob.shape == (n,)):
-            raise RuntimeError(f"{model.name}: unexpected sample shapes {tuple(x.shape)}, {tuple(log_prob.shape)}")
+            raise RuntimeError(
+                f"{model.name}: unexpected sample shapes {tuple(x.shape)}, {tuple(log_prob.shape)}"
+            )
 
     return draw
 
@@ -188,23 +198,34 @@ def bench_case(case: Case, quick: bool) -> str:
     """Markdown table for one architecture."""
     models = build_models(case)
     x = torch.randn(NLL_BATCH, case.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float32)
-    repeats, inner = (2, 1) if quick else (9, 3)
-    nll = _interleaved_medians([_nll_step_task(m, x) for m in models], repeats, inner)
-    per_batch = {}
-    for n in SAMPLE_BATCHES:
-        inner_n = 1 if (quick or n * case.dim * case.hidden > 2**26) else 4
-        per_batch[n] = _interleaved_medians([_sample_task(m, n) for m in models], repeats, inner_n)
+    repeats, inner = (2, 1) if quick else (5, 2)
+    load0 = os.getloadavg()[0]
+    nll = _interleaved_times([_nll_step_task(m, x) for m in models], repeats, inner)
+    sampling = {
+        n: _interleaved_times([_sample_task(m, n) for m in models], repeats, 1 if quick or n > 1024 else 4)
+        for n in SAMPLE_BATCHES
+    }
+    load1 = os.getloadavg()[0]
+    head = " | ".join(f"sampling + log q, batch {n} (samples/s)" for n in SAMPLE_BATCHES)
     rows = [
         f"### {case.label}: D={case.dim}, {case.n_layers} coupling layers, hidden width {case.hidden}",
         "",
-        "| model | parameters | NLL step, batch 256 (ms) | sampling + log q, batch 4096 (samples/s) "
-        "| sampling + log q, batch 256 (samples/s) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"| model | parameters | NLL step, batch {NLL_BATCH} (ms) | {head} |",
+        "| --- | ---: | ---: |" + " ---: |" * len(SAMPLE_BATCHES),
     ]
     for i, m in enumerate(models):
-        rate = [n / per_batch[n][i] for n in SAMPLE_BATCHES]
-        rows.append(f"| {m.name} | {n_parameters(m.module):,} | {1e3 * nll[i]:.1f} | {rate[0]:,.0f} | {rate[1]:,.0f} |")
-    rows += ["", f"{repeats} interleaved repeats of {inner} steps each (median); sampling repeats likewise.", ""]
+        ms = f"{1e3 * statistics.median(nll[i]):.1f} ({1e3 * min(nll[i]):.1f})"
+        rates = " | ".join(
+            f"{n / statistics.median(sampling[n][i]):,.0f} ({n / min(sampling[n][i]):,.0f})"
+            for n in SAMPLE_BATCHES
+        )
+        rows.append(f"| {m.name} | {n_parameters(m.module):,} | {ms} | {rates} |")
+    rows += [
+        "",
+        f"Median (best) over {repeats} interleaved repeats; an NLL repeat averages {inner} steps. "
+        f"1-min load average {load0:.1f} before, {load1:.1f} after.",
+        "",
+    ]
     return "\n".join(rows)
 
 
@@ -215,10 +236,10 @@ def run(quick: bool = False) -> str:
         "",
         "float32, CPU. NLL step = data -> latent with log-det, mean NLL, backward, Adam step. Sampling = "
         "`no_grad` draw of x together with log q(x). All nets use ReLU (normflows' `nets.MLP` hard-codes it) "
-        "and a soft bound on the log-scale. The first three rows of each table are the masked full-width layout "
-        "(separate s and t nets on the masked D-vector) or, for zuko, which cannot build it, its one-net layout "
-        "widened to the same parameter count; the last two rows compare our split layout with zuko's native "
-        "one at (nearly) equal parameter counts.",
+        "and a soft bound on the log-scale. The first three rows of each table are the masked full-width "
+        "layout (separate s and t nets on the masked D-vector) or, for zuko, which cannot build it, its "
+        "one-net layout widened to the same parameter count; the last two rows compare our split layout "
+        "with zuko's native one at (nearly) equal parameter counts.",
         "",
     ]
     body = [bench_case(case, quick) for case in (CASES[:1] if quick else CASES)]

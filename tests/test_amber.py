@@ -98,8 +98,10 @@ def _without_surface_area(system: mm.System) -> mm.System:
 
 
 def md_frames(system: mm.System, xyz: np.ndarray, n_frames: int, seed: int) -> np.ndarray:
-    """A few frames of 300 K Langevin MD (Reference platform, HBonds as built), shape (n_frames, n_atoms, 3) nm."""
-    integrator = mm.LangevinMiddleIntegrator(300 * unit.kelvin, 1.0 / unit.picosecond, 0.002 * unit.picoseconds)
+    """300 K Langevin MD frames (Reference platform, the system's constraints), (n_frames, n_atoms, 3) nm."""
+    integrator = mm.LangevinMiddleIntegrator(
+        300 * unit.kelvin, 1.0 / unit.picosecond, 0.002 * unit.picoseconds
+    )
     integrator.setRandomNumberSeed(seed)
     ctx = mm.Context(system, integrator, mm.Platform.getPlatformByName("Reference"))
     ctx.setPositions(xyz)
@@ -108,7 +110,9 @@ def md_frames(system: mm.System, xyz: np.ndarray, n_frames: int, seed: int) -> n
     frames = []
     for _ in range(n_frames):
         integrator.step(250)  # 0.5 ps
-        frames.append(ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        frames.append(
+            ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        )
     return np.asarray(frames)
 
 
@@ -135,7 +139,7 @@ def all_frames(system: mm.System, xyz: np.ndarray, energy: AmberEnergy, seed: in
 
 
 def compare(system: mm.System, frames: dict[str, np.ndarray]) -> dict[str, float]:
-    """Max relative errors per term, of the total and of the forces over ``frames``; asserts the tolerances."""
+    """Max relative errors per term, of the total and of the forces over ``frames``; asserts tolerances."""
     energy = AmberEnergy.from_system(system)
     ref = Reference(system)
     worst: dict[str, float] = {}
@@ -187,13 +191,14 @@ def test_alanine_dipeptide_matches_openmm(alanine):
 
 
 def test_hbond_constrained_system_matches_openmm(alanine):
-    """OpenMM drops the harmonic terms of constrained X-H bonds; from_system follows the System it is given."""
+    """OpenMM drops the harmonic terms of constrained X-H bonds; from_system follows the given System."""
     flexible, constrained, frames = alanine
     compare(constrained.system, {k: frames[k] for k in ("md0", "noise0.02")})
     x = torch.as_tensor(frames["md0"])
-    assert AmberEnergy.from_system(constrained.system).bond_idx.shape[0] < AmberEnergy.from_system(
-        flexible.system
-    ).bond_idx.shape[0]
+    assert (
+        AmberEnergy.from_system(constrained.system).bond_idx.shape[0]
+        < AmberEnergy.from_system(flexible.system).bond_idx.shape[0]
+    )
     assert float(AmberEnergy.from_system(constrained.system).bond(x)) != float(
         AmberEnergy.from_system(flexible.system).bond(x)
     )

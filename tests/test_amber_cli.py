@@ -24,7 +24,23 @@ def test_backends_agree(frames, tmp_path):
     outs = {}
     for backend in ("torch", "openmm"):
         out = tmp_path / f"{backend}.npz"
-        assert main(["energy", "--pdb", PDB, "--in", str(frames), "--out", str(out), "--backend", backend, "--forces"]) == 0
+        assert (
+            main(
+                [
+                    "energy",
+                    "--pdb",
+                    PDB,
+                    "--in",
+                    str(frames),
+                    "--out",
+                    str(out),
+                    "--backend",
+                    backend,
+                    "--forces",
+                ]
+            )
+            == 0
+        )
         outs[backend] = np.load(out)
     t, o = outs["torch"], outs["openmm"]
     assert t["energy_kj"].shape == (4,) and t["forces_kj"].shape == (4, 22, 3)
@@ -44,7 +60,9 @@ def test_reads_mdtraj_trajectories(frames, tmp_path):
     ref = tmp_path / "ref.npz"
     assert main(["energy", "--pdb", PDB, "--in", str(frames), "--out", str(ref)]) == 0
     assert "forces_kj" not in np.load(out)
-    np.testing.assert_allclose(np.load(out)["energy_kj"], np.load(ref)["energy_kj"], rtol=1e-3)  # dcd is float32
+    np.testing.assert_allclose(
+        np.load(out)["energy_kj"], np.load(ref)["energy_kj"], rtol=1e-3
+    )  # dcd is float32
 
 
 @pytest.mark.parametrize("problem", ["atoms", "nan", "missing", "force"])

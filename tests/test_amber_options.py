@@ -1,4 +1,5 @@
-"""AmberEnergy beyond OpenMM agreement: input checks, dtypes/devices, soft-core against a slow twin, the cap."""
+"""AmberEnergy beyond OpenMM agreement: input checks, dtypes/devices, soft-core against a slow twin, the
+cap."""
 
 from __future__ import annotations
 
@@ -128,7 +129,9 @@ def slow_nonbonded(system: mm.System, xyz: np.ndarray, eps_lj: float, eps_c: flo
 @pytest.mark.parametrize("soften_14", [True, False])
 def test_softcore_against_slow_twin(obc, soften_14):
     system, xyz = obc
-    energy = AmberEnergy.from_system(system, softcore_lj_nm=0.05, softcore_coulomb_nm=0.1, softcore_14=soften_14)
+    energy = AmberEnergy.from_system(
+        system, softcore_lj_nm=0.05, softcore_coulomb_nm=0.1, softcore_14=soften_14
+    )
     x = _perturbed(xyz, 2, sigma=0.02)
     x[1, 9] = x[1, 3] + 1e-3  # two non-bonded atoms almost on top of each other
     for k in range(2):

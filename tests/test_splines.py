@@ -115,6 +115,9 @@ def test_transform_inverse_and_logdet(name):
     x, ld = t.forward(z)
     z2, ld_inv = t.inverse(x)
     assert torch.allclose(wrap(z2 - z + 1.0) - 1.0, torch.zeros_like(z), atol=1e-8)  # equal modulo 2 pi
+    x_any = points(dim_of(t), seed=1)  # the other way round: x -> z -> x
+    x_back = t.forward(t.inverse(x_any)[0])[0]
+    assert torch.allclose(wrap(x_back - x_any + 1.0) - 1.0, torch.zeros_like(x_any), atol=1e-8)
     assert torch.allclose(ld, -ld_inv, atol=1e-8)
     for zi, xi, ldi, ldi_inv in zip(z, x, ld, ld_inv, strict=True):
         jf = torch.autograd.functional.jacobian(lambda v: t.forward(v)[0], zi)

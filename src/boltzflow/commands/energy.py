@@ -7,9 +7,9 @@ Examples:
 
 Input (--in): an .npz with an array ``xyz`` of shape (n, n_atoms, 3) in nm, or any trajectory mdtraj reads
 (.xtc, .dcd, .h5, .pdb, ...) with the PDB as topology. The system is built with NoCutoff from the PDB and the
-force-field XML files (default AMBER99SB-ILDN + OBC implicit solvent). With ``--constraints none`` (default) every
-harmonic X-H bond term is part of the energy; ``--constraints HBonds`` drops them, as OpenMM does for a System
-built for constrained MD. The energy is always evaluated on the coordinates as given.
+force-field XML files (default AMBER99SB-ILDN + OBC implicit solvent). With ``--constraints none``
+(default) every harmonic X-H bond term is part of the energy; ``--constraints HBonds`` drops them, as
+OpenMM does for a System built for constrained MD. The energy is always evaluated on the coordinates as given.
 
 Output (--out): an .npz with energy_kj (n,) kJ/mol, energy_kt (n,) in kT at --temperature, and with --forces
 forces_kj (n, n_atoms, 3) kJ/mol/nm. Nothing is written when anything fails.
@@ -36,11 +36,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=["amber99sbildn.xml", "amber99_obc.xml"],
         help="OpenMM force-field files (default: amber99sbildn.xml amber99_obc.xml)",
     )
-    p.add_argument("--in", dest="frames", required=True, metavar="FRAMES", help=".npz with xyz (nm) or a trajectory")
+    p.add_argument(
+        "--in", dest="frames", required=True, metavar="FRAMES", help=".npz with xyz (nm) or a trajectory"
+    )
     p.add_argument("--out", required=True, metavar="FILE.npz", help="output .npz")
-    p.add_argument("--backend", choices=("torch", "openmm"), default="torch", help="evaluator (default: torch)")
+    p.add_argument(
+        "--backend", choices=("torch", "openmm"), default="torch", help="evaluator (default: torch)"
+    )
     p.add_argument("--forces", action="store_true", help="also store forces_kj")
-    p.add_argument("--temperature", type=float, default=300.0, help="temperature for kT, kelvin (default: 300)")
+    p.add_argument(
+        "--temperature", type=float, default=300.0, help="temperature for kT, kelvin (default: 300)"
+    )
     p.add_argument(
         "--constraints", choices=("none", "HBonds"), default="none", help="system constraints (default: none)"
     )
@@ -59,12 +65,14 @@ def run(args: argparse.Namespace) -> int:
     xyz = load_frames(args.frames, args.pdb)
     if xyz.shape[1:] != (molecule.n_atoms, 3):
         raise BoltzflowError(
-            f"{args.frames} has frames of shape {xyz.shape[1:]} but {Path(args.pdb).name} has {molecule.n_atoms} "
-            f"atoms: give frames of shape (n, {molecule.n_atoms}, 3)"
+            f"{args.frames} has frames of shape {xyz.shape[1:]} but {Path(args.pdb).name} has "
+            f"{molecule.n_atoms} atoms: give frames of shape (n, {molecule.n_atoms}, 3)"
         )
     bad = np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2)))
     if bad.size:
-        raise BoltzflowError(f"{args.frames}: {bad.size} frame(s) contain NaN/inf coordinates (first: frame {bad[0]})")
+        raise BoltzflowError(
+            f"{args.frames}: {bad.size} frame(s) contain NaN/inf coordinates (first: frame {bad[0]})"
+        )
     if args.backend == "torch":
         energy_kj, forces_kj = _torch_backend(molecule.system, xyz, args.chunk_size)
     else:
@@ -73,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
     if args.forces:
         out["forces_kj"] = forces_kj
     save_npz(args.out, **out)
-    print(f"wrote {args.out}: {len(energy_kj)} frames, mean energy {energy_kj.mean():.3f} kJ/mol ({args.backend})")
+    print(
+        f"wrote {args.out}: {len(energy_kj)} frames, mean energy {energy_kj.mean():.3f} kJ/mol "
+        f"({args.backend})"
+    )
     return 0
 
 
@@ -93,7 +104,9 @@ def load_frames(path: str, pdb: str) -> np.ndarray:
         try:
             xyz = np.asarray(mdtraj.load(str(p), top=str(pdb)).xyz, dtype=np.float64)
         except Exception as err:  # mdtraj raises many types with long messages
-            raise BoltzflowError(f"mdtraj cannot read {p} with topology {pdb}: {str(err).splitlines()[0]}") from None
+            raise BoltzflowError(
+                f"mdtraj cannot read {p} with topology {pdb}: {str(err).splitlines()[0]}"
+            ) from None
     if xyz.ndim != 3 or xyz.shape[-1] != 3 or len(xyz) == 0:
         raise BoltzflowError(f"{p}: expected frames of shape (n, n_atoms, 3) with n >= 1, got {xyz.shape}")
     return xyz

@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="allow writing into a folder that holds a finished run")
+    p.add_argument("--case", default=None,
+                   help="two-particle only: make the data and train the flow of one row (e.g. eps0.1), so rows can "
+                        "run as parallel processes; then run again without --case to evaluate all rows")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -49,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
         module = importlib.import_module(EXPERIMENTS[args.experiment])
     except ModuleNotFoundError as err:
         raise BoltzflowError(f"experiment {args.experiment} is not available in this build ({err.name})") from None
-    results = module.run(args.out, args.scale, seed=args.seed, progress=not args.no_progress, force=args.force,
-                         command=["boltzflow", *sys.argv[1:]])
-    del results
-    print(f"wrote {args.out}/results.json")
+    extra = {"only_case": args.case} if args.case else {}
+    if args.case and args.experiment != "two-particle":
+        raise BoltzflowError("--case is only available for two-particle")
+    module.run(args.out, args.scale, seed=args.seed, progress=not args.no_progress, force=args.force,
+               command=["boltzflow", *sys.argv[1:]], **extra)
+    print(f"trained case {args.case} in {args.out}" if args.case else f"wrote {args.out}/results.json")
     return 0

@@ -84,8 +84,8 @@ class AlanineDihedralsConfig:
     )
     standardise: bool = True
     spline: CircularSplineConfig = field(default_factory=CircularSplineConfig)
-    train_realnvp: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=100, lr=2e-3))
-    train_spline: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=60, lr=2e-3))
+    train_realnvp: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=80, lr=2e-3))
+    train_spline: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, lr=2e-3))
     n_gen: int | None = None
     w2_sizes: tuple[int, ...] = (1000, 10_000)
     w2_draws: tuple[int, ...] = (5, 2)
@@ -99,8 +99,8 @@ def config(scale: str) -> AlanineDihedralsConfig:
     if scale == "quick":
         return AlanineDihedralsConfig(
             n_frames=6000,
-            train_realnvp=TrainConfig(epochs=30, lr=3e-3),
-            train_spline=TrainConfig(epochs=30, lr=3e-3),
+            train_realnvp=TrainConfig(epochs=50, lr=3e-3),
+            train_spline=TrainConfig(epochs=50, lr=3e-3),
             w2_sizes=(1000,),
             w2_draws=(3,),
         )

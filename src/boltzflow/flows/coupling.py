@@ -10,15 +10,20 @@ from boltzflow.flows.core import Transform
 
 
 def _block(idx: Tensor) -> slice | None:
-    """``idx`` as a slice when it is one contiguous run of indices (then indexing is a free view), else None."""
+    """``idx`` as a slice when it is one contiguous run (indexing is then a free view), else None."""
     start = int(idx[0])
-    return slice(start, start + len(idx)) if bool((idx == torch.arange(start, start + len(idx))).all()) else None
+    return (
+        slice(start, start + len(idx)) if bool((idx == torch.arange(start, start + len(idx))).all()) else None
+    )
 
 
 def _plain_mlp(net: nn.Module) -> bool:
     """True for an ``nn.Sequential`` that begins and ends with ``nn.Linear`` (what ``nets.mlp`` builds)."""
-    return isinstance(net, nn.Sequential) and len(net) > 0 and isinstance(net[0], nn.Linear) and isinstance(
-        net[-1], nn.Linear
+    return (
+        isinstance(net, nn.Sequential)
+        and len(net) > 0
+        and isinstance(net[0], nn.Linear)
+        and isinstance(net[-1], nn.Linear)
     )
 
 
@@ -85,7 +90,7 @@ class AffineCoupling(Transform):
         return x[..., part] if part is not None else x.index_select(-1, idx)
 
     def _join(self, ya: Tensor, yb: Tensor) -> Tensor:
-        """The full vector from its a-part (..., d_a) and b-part (..., d_b); out of place, so vmap/jacrev work."""
+        """Full vector from its a-part (..., d_a) and b-part (..., d_b); out of place, for vmap/jacrev."""
         if self._slice_a is not None and self._slice_b is not None:
             return torch.cat([ya, yb], -1) if self._slice_a.start == 0 else torch.cat([yb, ya], -1)
         return torch.cat([ya, yb], -1).index_select(-1, self._unsort)

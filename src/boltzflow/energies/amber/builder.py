@@ -108,10 +108,16 @@ def read_system(system) -> AmberParameters:
             continue
         reader = readers.get(type(force))
         if reader is None:
-            raise ValueError(f"unsupported force {name}: AmberEnergy handles {', '.join(r.__name__ for r in readers)}")
+            raise ValueError(
+                f"unsupported force {name}: AmberEnergy handles {', '.join(r.__name__ for r in readers)}"
+            )
         reader(force, params, lists)
     for key, rows in lists.items():
-        setattr(params, key, np.asarray(rows, dtype=getattr(params, key).dtype).reshape(-1, *getattr(params, key).shape[1:]))
+        setattr(
+            params,
+            key,
+            np.asarray(rows, dtype=getattr(params, key).dtype).reshape(-1, *getattr(params, key).shape[1:]),
+        )
     return params
 
 
@@ -143,14 +149,22 @@ def _read_torsions(force, params: AmberParameters, lists: dict[str, list]) -> No
     _check_not_periodic(force)
     for t in range(force.getNumTorsions()):
         i, j, k, m, per, phase, kk = force.getTorsionParameters(t)
-        _append(lists, torsion_idx=(i, j, k, m), torsion_n=float(per), torsion_phase=_value(phase), torsion_k=_value(kk))
+        _append(
+            lists,
+            torsion_idx=(i, j, k, m),
+            torsion_n=float(per),
+            torsion_phase=_value(phase),
+            torsion_k=_value(kk),
+        )
 
 
 def _read_nonbonded(force, params: AmberParameters, lists: dict[str, list]) -> None:
     import openmm as mm
 
     if force.getNonbondedMethod() != mm.NonbondedForce.NoCutoff:
-        raise ValueError("NonbondedForce must use NoCutoff (build the system with nonbondedMethod=app.NoCutoff)")
+        raise ValueError(
+            "NonbondedForce must use NoCutoff (build the system with nonbondedMethod=app.NoCutoff)"
+        )
     if force.getNumParticleParameterOffsets() or force.getNumExceptionParameterOffsets():
         raise ValueError("NonbondedForce parameter offsets (alchemical parameters) are not supported")
     n = force.getNumParticles()
@@ -169,17 +183,23 @@ def _read_nonbonded(force, params: AmberParameters, lists: dict[str, list]) -> N
             is_14 = False
         if qq == 0.0 and ep == 0.0:
             continue  # excluded (or non-interacting) pair
-        _append(lists, pair_idx=(i, j), pair_qq=ONE_4PI_EPS0 * qq, pair_sigma=s, pair_epsilon=ep, pair_is_14=is_14)
+        _append(
+            lists, pair_idx=(i, j), pair_qq=ONE_4PI_EPS0 * qq, pair_sigma=s, pair_epsilon=ep, pair_is_14=is_14
+        )
 
 
 def _read_obc(force, params: AmberParameters, lists: dict[str, list]) -> None:
     import openmm as mm
 
     if force.getNonbondedMethod() != mm.GBSAOBCForce.NoCutoff:
-        raise ValueError("GBSAOBCForce must use NoCutoff (build the system with nonbondedMethod=app.NoCutoff)")
+        raise ValueError(
+            "GBSAOBCForce must use NoCutoff (build the system with nonbondedMethod=app.NoCutoff)"
+        )
     if params.obc is not None:
         raise ValueError("more than one GBSAOBCForce in the system; AmberEnergy supports one")
-    rows = np.array([[_value(v) for v in force.getParticleParameters(i)] for i in range(force.getNumParticles())])
+    rows = np.array(
+        [[_value(v) for v in force.getParticleParameters(i)] for i in range(force.getNumParticles())]
+    )
     params.obc = ObcParameters(
         charge=rows[:, 0],
         radius=rows[:, 1],
@@ -192,4 +212,6 @@ def _read_obc(force, params: AmberParameters, lists: dict[str, list]) -> None:
 
 def _check_not_periodic(force) -> None:
     if force.usesPeriodicBoundaryConditions():
-        raise ValueError(f"{type(force).__name__} uses periodic boundary conditions; AmberEnergy is non-periodic")
+        raise ValueError(
+            f"{type(force).__name__} uses periodic boundary conditions; AmberEnergy is non-periodic"
+        )

@@ -25,20 +25,24 @@ class EnergyForce(NamedTuple):
 
 
 class AmberEnergy(Energy):
-    """AMBER energy (bonds, angles, periodic torsions, LJ + Coulomb with 1-4 exceptions, OBC GB + ACE) in torch.
+    """AMBER energy in torch: bonds, angles, torsions, LJ + Coulomb with 1-4 exceptions, OBC GB + ACE.
 
-    Reproduces OpenMM's Reference platform for NoCutoff systems. The energy is evaluated on the coordinates as
-    given: constraints (e.g. HBonds in the MD that produced the data) are not energy terms and are ignored, so
-    frames from constrained MD simply carry the constrained bond lengths into the harmonic bond term, exactly as
-    OpenMM's ``getState(getEnergy=True)`` does.
+    Reproduces OpenMM's Reference platform for NoCutoff systems. Constraints are not energy terms: the energy
+    is evaluated on the coordinates as given. Frames from HBonds-constrained MD are therefore scored with
+    their (constrained) X-H lengths in whatever harmonic bond terms the System has: a System built with
+    ``constraints="none"`` has all of them (the full AMBER energy); one built with ``constraints=HBonds`` has
+    none for the constrained bonds, because OpenMM's ForceField leaves them out, and ``from_system`` follows
+    the System it is given, exactly as OpenMM's ``getState(getEnergy=True)`` does.
 
-    Parameters live in float64 buffers; each call uses them in the dtype and on the device of ``x`` (cached), so
-    float32/float64 and CPU/CUDA follow the input. Forces come from autograd (:meth:`force`, :meth:`energy_and_force`).
+    Parameters live in float64 buffers; each call uses them in the dtype and on the device of ``x``
+    (cached), so float32/float64 and CPU/CUDA follow the input (keep the module in float64 and pass float32
+    positions for float32 speed). Forces come from autograd (:meth:`force`,
+    :meth:`energy_and_force`).
 
-    Soft-core regularisation (paper 001, eq. (16)): with ``softcore_lj_nm`` / ``softcore_coulomb_nm`` > 0 every
-    pair distance r in the LJ / Coulomb sums becomes sqrt(r^2 + eps^2); with ``softcore_14=True`` (default) the
-    1-4 exception pairs are softened too, with ``False`` they keep the exact r. The GB and surface terms are never
-    softened.
+    Soft-core regularisation (paper 001, eq. (16)): with ``softcore_lj_nm`` / ``softcore_coulomb_nm`` > 0
+    every pair distance r in the LJ / Coulomb sums becomes sqrt(r^2 + eps^2); with ``softcore_14=True``
+    (default) the 1-4 exception pairs are softened too, with ``False`` they keep the exact r. The GB and
+    surface terms are never softened.
 
     Attributes:
         event_shape: ``(n_atoms, 3)``.
@@ -66,7 +70,15 @@ class AmberEnergy(Energy):
         self.register_buffer("torsion_map", torch.as_tensor(inverse.reshape(-1), dtype=torch.long))
         for name in ("bond_idx", "angle_idx", "torsion_idx", "pair_idx"):
             self.register_buffer(name, torch.as_tensor(getattr(params, name), dtype=torch.long))
-        for name in ("bond_k", "bond_r0", "angle_k", "angle_theta0", "torsion_n", "torsion_phase", "torsion_k"):
+        for name in (
+            "bond_k",
+            "bond_r0",
+            "angle_k",
+            "angle_theta0",
+            "torsion_n",
+            "torsion_phase",
+            "torsion_k",
+        ):
             self.register_buffer(name, torch.as_tensor(getattr(params, name), dtype=f64))
         self.register_buffer("pair_qq", torch.as_tensor(params.pair_qq, dtype=f64))
         self.register_buffer("pair_sigma", torch.as_tensor(params.pair_sigma, dtype=f64))
@@ -74,7 +86,9 @@ class AmberEnergy(Energy):
         self.register_buffer("pair_is_14", torch.as_tensor(params.pair_is_14, dtype=torch.bool))
         keep = torch.as_tensor(~params.pair_is_14 | softcore_14, dtype=f64)
         self.register_buffer("softcore_lj2", keep * softcore_lj_nm**2 if softcore_lj_nm > 0 else None)
-        self.register_buffer("softcore_coulomb2", keep * softcore_coulomb_nm**2 if softcore_coulomb_nm > 0 else None)
+        self.register_buffer(
+            "softcore_coulomb2", keep * softcore_coulomb_nm**2 if softcore_coulomb_nm > 0 else None
+        )
         self.has_solvent = params.obc is not None
         if params.obc is not None:
             obc = params.obc
@@ -82,7 +96,9 @@ class AmberEnergy(Energy):
             self.register_buffer("obc_radius", torch.as_tensor(obc.radius, dtype=f64))
             self.register_buffer("obc_scale", torch.as_tensor(obc.scale, dtype=f64))
             inv = 1.0 / obc.solute_dielectric - 1.0 / obc.solvent_dielectric
-            self.gb_prefactor = -ONE_4PI_EPS0 * inv if obc.solute_dielectric and obc.solvent_dielectric else 0.0
+            self.gb_prefactor = (
+                -ONE_4PI_EPS0 * inv if obc.solute_dielectric and obc.solvent_dielectric else 0.0
+            )
             self.surface_area_energy = obc.surface_area_energy
         self._cache: dict[tuple[torch.dtype, torch.device], dict[str, Tensor]] = {}
 
@@ -93,7 +109,8 @@ class AmberEnergy(Energy):
         Args:
             system: NoCutoff ``openmm.System`` with only the supported forces.
             temperature_kelvin: defines kT for :meth:`energy`.
-            **softcore: ``softcore_lj_nm``, ``softcore_coulomb_nm``, ``softcore_14`` (see the class docstring).
+            **softcore: ``softcore_lj_nm``, ``softcore_coulomb_nm``, ``softcore_14`` (see the class
+                docstring).
 
         Raises:
             ValueError: an unsupported force (named in the message) or non-NoCutoff method.
@@ -165,12 +182,15 @@ class AmberEnergy(Energy):
         return T.obc_born_radii(T.squared_distance_matrix(x), p["obc_radius"], p["obc_scale"])
 
     def solvation(self, x: Tensor) -> Tensor:
-        """GBSAOBCForce energy (GB polar + ACE surface area), x (..., n_atoms, 3) nm -> (...) kJ/mol; 0 in vacuum."""
+        """GBSAOBCForce energy (GB polar + ACE), x (..., n_atoms, 3) nm -> (...) kJ/mol; 0 in vacuum."""
         t = self.terms(x)
         return t["gb"] + t["surface_area"]
 
     def terms(self, x: Tensor) -> dict[str, Tensor]:
-        """Every term once, ``{name: (...) kJ/mol}`` for names in ``TERM_NAMES`` (gb/surface_area 0 in vacuum).
+        """Every term once, ``{name: (...) kJ/mol}`` for the names in ``TERM_NAMES``.
+
+        ``gb`` (OBC polar solvation) and ``surface_area`` (ACE) are the two parts of OpenMM's GBSAOBCForce;
+        both are zero in vacuum.
 
         Args:
             x: positions, shape (..., n_atoms, 3), nm.
@@ -181,8 +201,8 @@ class AmberEnergy(Energy):
             "bond": T.bond_energy(x, p["bond_idx"], p["bond_k"], p["bond_r0"]),
             "angle": T.angle_energy(x, p["angle_idx"], p["angle_k"], p["angle_theta0"]),
             "torsion": T.torsion_energy(
-            x, p["torsion_quads"], p["torsion_n"], p["torsion_phase"], p["torsion_k"], p["torsion_map"]
-        ),
+                x, p["torsion_quads"], p["torsion_n"], p["torsion_phase"], p["torsion_k"], p["torsion_map"]
+            ),
         }
         r = T.pair_distance(x, p["pair_idx"])
         out["lj"] = T.lj_energy(r, p["pair_sigma"], p["pair_epsilon"], p.get("softcore_lj2"))
@@ -218,7 +238,9 @@ class AmberEnergy(Energy):
         if not isinstance(x, Tensor):
             x = torch.as_tensor(np.asarray(x), dtype=self.pair_qq.dtype, device=self.pair_qq.device)
         if x.dim() != 3:
-            raise ValueError(f"energy_and_force expects positions of shape (n, n_atoms, 3), got {tuple(x.shape)}")
+            raise ValueError(
+                f"energy_and_force expects positions of shape (n, n_atoms, 3), got {tuple(x.shape)}"
+            )
         self._check(x)
         energies, forces = [], []
         with torch.enable_grad():

@@ -1,5 +1,6 @@
-"""AMBER energy terms as plain batched torch functions (kJ/mol, nm, rad), the same formulas as OpenMM's Reference
-platform. Every ``x`` is a tensor of positions with shape (..., n_atoms, 3) in nm; every result has shape (...).
+"""AMBER energy terms as plain batched torch functions (kJ/mol, nm, rad), the same formulas as OpenMM's
+Reference platform. Every ``x`` is a tensor of positions with shape (..., n_atoms, 3) in nm; every result
+has shape (...).
 """
 
 from __future__ import annotations
@@ -81,12 +82,14 @@ def dihedral(x: Tensor, idx: Tensor) -> Tensor:
     return torch.atan2(torch.sqrt(_dot(b2, b2)) * _dot(b1, n2), _dot(_cross(b1, b2), n2))
 
 
-def torsion_energy(x: Tensor, idx: Tensor, n: Tensor, phase: Tensor, k: Tensor, unique: Tensor | None = None) -> Tensor:
+def torsion_energy(
+    x: Tensor, idx: Tensor, n: Tensor, phase: Tensor, k: Tensor, unique: Tensor | None = None
+) -> Tensor:
     """Periodic torsions (proper and improper), sum of k (1 + cos(n phi - phase)).
 
     Args:
         x: positions, shape (..., n_atoms, 3), nm.
-        idx: atom quadruples, shape (n_quads, 4), long (each distinct quadruple once when ``unique`` is given).
+        idx: atom quadruples, shape (n_quads, 4), long (with ``unique``: each distinct quadruple once).
         n: periodicities, shape (n_torsions,) (float tensor).
         phase: phases, shape (n_torsions,), rad.
         k: barrier constants, shape (n_torsions,), kJ/mol.
@@ -170,8 +173,10 @@ def obc_born_radii(r2: Tensor, radius: Tensor, scale: Tensor) -> Tensor:
     lower = torch.maximum(rho, (r - s).abs())
     inv_u, inv_l, inv_r = upper.reciprocal(), lower.reciprocal(), r.reciprocal()
     # HCT pair integral: 1/L - 1/U + (r/4)(1/U^2 - 1/L^2) + ln(L/U)/(2r) + (s^2/(4r))(1/L^2 - 1/U^2)
-    term = (inv_l - inv_u) + 0.25 * (inv_u * inv_u - inv_l * inv_l) * (r - s * s * inv_r) + 0.5 * inv_r * torch.log(
-        lower * inv_u
+    term = (
+        (inv_l - inv_u)
+        + 0.25 * (inv_u * inv_u - inv_l * inv_l) * (r - s * s * inv_r)
+        + 0.5 * inv_r * torch.log(lower * inv_u)
     )
     with torch.no_grad():  # 0/1 masks: j contributes if its sphere reaches beyond rho_i; engulfing adds a cap
         engulfed = (r + rho < s).to(r.dtype)

@@ -1,0 +1,340 @@
+"""Boltzmann generator for alanine dipeptide: IC spline flow trained on MD, then with the energy; exact reweighting.
+
+Pipeline (each stage resumable from DIR/checkpoints/):
+
+1. data: the 60 ns OBC dataset (or an ``.npz`` with ``xyz`` (n, 22, 3) nm and optional ``forces_kj``); the test
+   split is the last ``test_fraction`` of every replica (less leakage between time-correlated frames than a
+   random split). The MD used HBond constraints, but the target is the *unconstrained* AMBER99SB-ILDN/OBC
+   energy at 300 K. Bonds that are (numerically) fixed in the data get lengths drawn from their harmonic
+   Boltzmann distribution ``N(r0, kT/k)`` of the unconstrained force field (the X-H stretch is fast and
+   nearly independent of the rest); the remaining small mismatch is what the energy-based stage and the
+   importance weights correct.
+2. NLL training of :func:`~boltzflow.flows.ic_flow.ic_spline_flow` (latent -> flattened (66,) Cartesian, nm).
+3. fine-tuning with ``w_n NLL + w_k KL_rev (+ w_f force matching)`` against the torch AMBER energy (lin-log
+   cut above ``energy_high`` kT for training only).
+4. evaluation in float64: test NLL, ESS fraction of ``n_samples`` flow samples, independence-MH acceptance,
+   αL population (0 < φ < 120°) of the data, of the reweighted BG and of the umbrella/MBAR reference
+   (``docs/results/alanine-umbrella.json`` or ``umbrella_path``; null until it exists), figures.
+
+The NLL is the density of the rigid-motion-free configuration (see :mod:`boltzflow.flows.internal`): as a
+Cartesian density it is off by the constant log(8π²V), which cancels in every reweighted quantity.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from boltzflow.energies.amber import AmberEnergy
+from boltzflow.energies.openmm_system import alanine_dipeptide, kt_kj_per_mol
+from boltzflow.errors import BoltzflowError
+from boltzflow.eval.weights import reweight, weight_summary
+from boltzflow.experiments.common import prepare_out_dir, provenance
+from boltzflow.flows.ic_flow import ic_spline_flow, ic_spline_spec, ic_statistics
+from boltzflow.flows.internal import InternalCoordinates
+from boltzflow.flows.realnvp import n_parameters
+from boltzflow.flows.zmatrix import build_zmatrix
+from boltzflow.io import save_json, save_npz
+from boltzflow.samplers.independence import Proposals, independence_mh
+from boltzflow.systems.alanine import phi_psi
+from boltzflow.training.config import TrainConfig
+from boltzflow.training.energy_fit import bg_samples, mixed_objective, pack_forces
+from boltzflow.training.loop import fit
+from boltzflow.training.losses import linlog_cut, nll
+
+TEMPERATURE_KELVIN = 300.0
+UMBRELLA_JSON = Path("docs/results/alanine-umbrella.json")
+ALPHA_L = (0.0, 2.0 * math.pi / 3.0)  # 0 < φ < 120°
+
+
+@dataclass
+class AlanineBGScale:
+    """Sizes of one run (``full`` / ``quick``)."""
+
+    train_frames: int | None = None  # None: every training frame
+    test_fraction: float = 0.1
+    n_layers: int = 4
+    bins: int = 8
+    hidden: list[int] = field(default_factory=lambda: [128, 128])
+    nll: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=256, lr=1e-3))
+    mixed: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=256, lr=1e-4,
+                                                                   lr_schedule="constant", val_fraction=0.05))
+    nll_weight: float = 0.9
+    kl_weight: float = 0.1
+    force_weight: float = 0.0  # C¹ splines make force matching unstable (paper 004 §6.3); opt in
+    kl_batch: int = 256
+    energy_high: float = 1e3
+    n_samples: int = 100_000
+    mh_steps: int = 99_999
+
+
+def scale(name: str) -> AlanineBGScale:
+    if name == "full":
+        return AlanineBGScale()
+    if name == "quick":
+        return AlanineBGScale(
+            train_frames=6000, n_layers=2, bins=8, hidden=[64, 64],
+            nll=TrainConfig(epochs=10, batch_size=256, lr=2e-3),
+            mixed=TrainConfig(epochs=2, batch_size=256, lr=1e-4, lr_schedule="constant", val_fraction=0.05),
+            kl_batch=128, n_samples=10_000, mh_steps=9_999,
+        )
+    if name == "smoke":  # seconds: for tests only
+        return AlanineBGScale(
+            train_frames=300, n_layers=1, bins=4, hidden=[16],
+            nll=TrainConfig(epochs=2, batch_size=100, lr=1e-3),
+            mixed=TrainConfig(epochs=1, batch_size=100, lr=1e-4, lr_schedule="constant", val_fraction=0.1),
+            force_weight=1e-3, kl_batch=16, n_samples=500, mh_steps=499,
+        )
+    raise ValueError(f"unknown scale {name!r}; use quick or full")
+
+
+def run(out: str | Path, scale_name: str = "quick", seed: int = 0, progress: bool = True, force: bool = False,
+        command: list[str] | None = None, data_path: str | Path | None = None,
+        umbrella_path: str | Path | None = None) -> dict[str, Any]:
+    """Train (resumable), sample, reweight and compare; write results.json, figures and checkpoints under ``out``."""
+    started = time.time()
+    sc = scale(scale_name)
+    out = prepare_out_dir(out, force)
+    mol = alanine_dipeptide(solvent="obc", constraints="none")
+    energy = AmberEnergy.from_system(mol.system, TEMPERATURE_KELVIN)
+    ic = InternalCoordinates(build_zmatrix(mol.topology))
+    data = _load(data_path)
+    train_idx, test_idx = split_by_replica(data["replica"], sc.test_fraction)
+    gen = np.random.default_rng(seed)
+    if sc.train_frames is not None and sc.train_frames < len(train_idx):
+        train_idx = np.sort(gen.choice(train_idx, sc.train_frames, replace=False))
+    q_train, fixed = unconstrain_bonds(_internal(ic, data["xyz"][train_idx]), ic, mol.system, gen)
+    q_test, _ = unconstrain_bonds(_internal(ic, data["xyz"][test_idx]), ic, mol.system, gen, fixed)
+    x_train, x_test = ic.forward(q_train)[0], ic.forward(q_test)[0]
+
+    periodic = torch.zeros(ic.dim, dtype=torch.bool)
+    periodic[ic.periodic_idx] = True
+    stats = ic_statistics(q_train, periodic)
+    info = {"molecule": "alanine_dipeptide", "solvent": "obc", "forcefield": list(mol.forcefield),
+            "constraints": "none", "temperature_kelvin": TEMPERATURE_KELVIN, "n_atoms": 22,
+            "x_layout": "flattened (22, 3) positions, nm, atom order of the shipped PDB",
+            "resampled_bonds": [list(map(int, p)) for p in fixed]}
+    spec = ic_spline_spec(ic.zmatrix, stats, sc.n_layers, sc.bins, sc.hidden, **info)
+    torch.manual_seed(seed)
+    flow = ic_spline_flow(ic.zmatrix, stats, sc.n_layers, sc.bins, sc.hidden).float()
+    extra = {"flow_spec": spec, "system": {"name": "alanine-dipeptide", **info}, "data": data["source"]}
+    u_flat = lambda x: energy(x.unflatten(-1, (22, 3)))  # noqa: E731
+    stages = _train(out, flow, u_flat, x_train, data, train_idx, energy, sc, seed, extra, progress)
+
+    flow64 = copy.deepcopy(flow).double().eval()
+    u64 = u_flat  # AmberEnergy computes in the dtype of its input (float64 parameters)
+    evaluation = _evaluate(flow64, u64, x_test, data, sc, seed)
+    umbrella = load_umbrella(umbrella_path)
+    _figures(out, evaluation, data, x_test, u64, umbrella)
+    results = {
+        "nll_test": evaluation["nll_test"], "ess_fraction": evaluation["ess_fraction"],
+        "n_samples": sc.n_samples, "acceptance_rate": evaluation["acceptance_rate"],
+        "alpha_l_population_data": evaluation["alpha_l_data"],
+        "alpha_l_population_umbrella": umbrella.get("alpha_l_population"),
+        "alpha_l_population_umbrella_err": umbrella.get("alpha_l_population_err"),
+        "alpha_l_population_bg": evaluation["alpha_l_bg"], "alpha_l_population_bg_err": evaluation["alpha_l_bg_err"],
+        "alpha_l_population_flow_unweighted": evaluation["alpha_l_flow"],
+        "train_seconds": sum(s["seconds"] for s in stages),
+        "n_dropped": evaluation["n_dropped"], "n_params": n_parameters(flow), "n_train": len(train_idx),
+        "n_test": len(test_idx), "stages": stages, "data": data["source"],
+        "config": {"scale": scale_name, "seed": seed, **dataclasses.asdict(sc)},
+        "provenance": provenance(command, started),
+    }
+    save_npz(out / "samples" / "bg.npz", x=evaluation["x"].float().numpy(), log_w=evaluation["log_w"].numpy(),
+             u=evaluation["u"].numpy())
+    save_json(out / "results.json", results)
+    return results
+
+
+def _load(data_path: str | Path | None) -> dict[str, Any]:
+    """xyz (n, 22, 3) nm float64, forces_kt (n, 66) or None, replica (n,), source."""
+    if data_path is None:
+        from boltzflow.samplers.dataset import alanine_dataset_path, load_alanine_dataset
+
+        ds = load_alanine_dataset()
+        xyz, forces, replica, source = ds.xyz, ds.forces_kj, ds.replica, str(alanine_dataset_path().name)
+        temperature = ds.temperature_kelvin
+    else:
+        with np.load(data_path) as f:
+            xyz, forces = f["xyz"], (f["forces_kj"] if "forces_kj" in f.files else None)
+            replica = f["replica"] if "replica" in f.files else np.zeros(len(xyz), dtype=np.int64)
+            temperature = float(f["temperature_kelvin"]) if "temperature_kelvin" in f.files else TEMPERATURE_KELVIN
+        source = str(data_path)
+    if abs(temperature - TEMPERATURE_KELVIN) > 1e-6:
+        raise BoltzflowError(f"data were simulated at {temperature} K; the BG targets {TEMPERATURE_KELVIN} K")
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if xyz.ndim != 3 or xyz.shape[1:] != (22, 3):
+        raise BoltzflowError(f"{source}: xyz must have shape (n, 22, 3), got {xyz.shape}")
+    kt = kt_kj_per_mol(TEMPERATURE_KELVIN)
+    forces_kt = None if forces is None else np.asarray(forces, dtype=np.float64).reshape(len(xyz), 66) / kt
+    return {"xyz": xyz, "forces_kt": forces_kt, "replica": np.asarray(replica), "source": source}
+
+
+def split_by_replica(replica: np.ndarray, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of (train, test): the last ``test_fraction`` of the frames of every replica are the test set."""
+    train, test = [], []
+    for r in np.unique(replica):
+        idx = np.flatnonzero(replica == r)
+        n_test = int(round(test_fraction * len(idx)))
+        train.append(idx[: len(idx) - n_test])
+        test.append(idx[len(idx) - n_test :])
+    return np.concatenate(train), np.concatenate(test)
+
+
+def _internal(ic: InternalCoordinates, xyz: np.ndarray) -> torch.Tensor:
+    return ic.inverse(torch.as_tensor(xyz, dtype=torch.float64).flatten(-2))[0]
+
+
+def unconstrain_bonds(q: torch.Tensor, ic: InternalCoordinates, system: Any, gen: np.random.Generator,
+                      fixed: list[tuple[int, int]] | None = None, tol_nm: float = 1e-5):
+    """Resample the bonds held fixed in the data from their harmonic Boltzmann distribution N(r0, kT/k).
+
+    Args:
+        q: internal coordinates of data frames, shape (n, 3*22-6), nm/rad.
+        ic: the internal-coordinate transform (its Z-matrix names each bond's atoms).
+        system: the *unconstrained* ``openmm.System`` (its HarmonicBondForce gives r0 and k).
+        gen: random source.
+        fixed: the atom pairs to resample; default: Z-matrix bonds whose spread in ``q`` is below ``tol_nm``.
+        tol_nm: spread (max - min, nm) under which a bond counts as constrained.
+
+    Returns:
+        ``(q with resampled bonds, the resampled atom pairs)``.
+    """
+    import openmm
+    import openmm.unit as unit
+
+    harmonic = {}
+    for force in system.getForces():
+        if isinstance(force, openmm.HarmonicBondForce):
+            for i in range(force.getNumBonds()):
+                a, b, r0, k = force.getBondParameters(i)
+                harmonic[frozenset((a, b))] = (r0.value_in_unit(unit.nanometer),
+                                               k.value_in_unit(unit.kilojoule_per_mole / unit.nanometer**2))
+    rows = ic.zmatrix.rows
+    pairs = [(int(rows[r, 0]), int(rows[r, 1])) for r in range(1, len(rows))]
+    if fixed is None:
+        spread = (q[:, ic.bond_idx].max(0).values - q[:, ic.bond_idx].min(0).values).numpy()
+        fixed = [p for p, s in zip(pairs, spread, strict=True) if s < tol_nm]
+    q = q.clone()
+    kt = kt_kj_per_mol(TEMPERATURE_KELVIN)
+    for pair in fixed:
+        r0, k = harmonic[frozenset(pair)]
+        col = int(ic.bond_idx[pairs.index(tuple(pair))])
+        q[:, col] = torch.as_tensor(r0 + math.sqrt(kt / k) * gen.standard_normal(len(q)), dtype=q.dtype)
+    return q, fixed
+
+
+def _train(out, flow, u_flat, x_train, data, train_idx, energy, sc: AlanineBGScale, seed, extra, progress):
+    x = x_train.float()
+    cfg = dataclasses.replace(sc.nll, seed=seed)
+    first = fit(flow, nll, x, cfg, out / "checkpoints" / "nll.pt", extra={**extra, "stage": "nll"},
+                progress=progress, desc="nll")
+    stages = [{"stage": "nll", "best_val": first.best_val, "seconds": first.seconds, "skipped": first.skipped_steps}]
+    if sc.kl_weight <= 0 and sc.force_weight <= 0:
+        return stages
+    batch = x
+    if sc.force_weight > 0:  # exact unconstrained forces at the (bond-resampled) training positions
+        forces = energy.energy_and_force(x_train.double().unflatten(-1, (22, 3))).force  # kJ/mol/nm
+        batch = pack_forces(x, (forces / energy.kt_kj_per_mol).flatten(-2).float())
+    u_train = lambda v: linlog_cut(u_flat(v), high=sc.energy_high)  # noqa: E731
+    loss = mixed_objective(u_train, sc.nll_weight, sc.kl_weight, sc.force_weight, sc.kl_batch, dim=66)
+    cfg = dataclasses.replace(sc.mixed, seed=seed + 1)
+    second = fit(flow, loss, batch, cfg, out / "checkpoints" / "bg.pt", extra={**extra, "stage": "nll+kl+fm"},
+                 progress=progress, desc="nll+kl")
+    stages.append({"stage": "nll+kl+fm", "best_val": second.best_val, "seconds": second.seconds,
+                   "skipped": second.skipped_steps, "weights": [sc.nll_weight, sc.kl_weight, sc.force_weight]})
+    return stages
+
+
+def _alpha_l(x: torch.Tensor) -> torch.Tensor:
+    phi = phi_psi(x.reshape(-1, 22, 3))[..., 0]
+    return ((phi > ALPHA_L[0]) & (phi < ALPHA_L[1])).to(x.dtype)
+
+
+@torch.no_grad()
+def _evaluate(flow, u64, x_test, data, sc: AlanineBGScale, seed: int) -> dict[str, Any]:
+    nll_test = float(torch.cat([-flow.log_prob(c) for c in x_test.split(5000)]).mean())
+    s = bg_samples(flow, u64, sc.n_samples, torch.Generator().manual_seed(seed + 11), chunk_size=5000)
+    summary = weight_summary(s.log_w)
+    m = min(sc.mh_steps + 1, sc.n_samples)
+    mh = independence_mh(None, Proposals(s.x[:m], s.log_q[:m], -s.u[:m]), None,
+                         torch.Generator().manual_seed(seed + 12))
+    ind = _alpha_l(s.x)
+    est = reweight(ind, s.log_w)
+    return {"nll_test": nll_test, "ess_fraction": summary.ess_fraction, "n_dropped": summary.n_dropped,
+            "acceptance_rate": mh.acceptance_rate, "alpha_l_bg": float(est.mean), "alpha_l_bg_err": float(est.stderr),
+            "alpha_l_flow": float(ind.mean()), "alpha_l_data": float(_alpha_l(torch.as_tensor(data["xyz"])).mean()),
+            "x": s.x, "log_w": s.log_w, "u": s.u}
+
+
+def load_umbrella(path: str | Path | None = None) -> dict[str, Any]:
+    """The umbrella/MBAR reference (keys alpha_l_population[_err], phi_grid [rad], free_energy_kt), or {}.
+
+    HOOK: written by the umbrella-sampling experiment (``boltzflow.eval.free_energy.UmbrellaResult`` as JSON);
+    absent until that run exists, in which case the umbrella entries of results.json stay null.
+    """
+    path = Path(path) if path is not None else UMBRELLA_JSON
+    if not path.is_file():
+        if path != UMBRELLA_JSON:
+            raise BoltzflowError(f"umbrella reference not found: {path}")
+        return {}
+    ref = json.loads(path.read_text())
+    return ref.get("umbrella", ref) if isinstance(ref, dict) else {}
+
+
+def _figures(out: Path, ev: dict[str, Any], data: dict[str, Any], x_test, u64, umbrella: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from boltzflow import plots
+
+    w = torch.softmax(torch.nan_to_num(ev["log_w"], nan=-math.inf), 0).numpy()
+    ang_bg = np.degrees(phi_psi(ev["x"].reshape(-1, 22, 3)).numpy())
+    ang_md = np.degrees(phi_psi(torch.as_tensor(data["xyz"])).numpy())
+    edges = np.linspace(-180, 180, 61)
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, (title, ang, wt) in zip(axes, [("MD data", ang_md, None), ("BG, reweighted", ang_bg, w)], strict=True):
+        h, _, _ = np.histogram2d(ang[:, 0], ang[:, 1], bins=[edges, edges], weights=wt, density=True)
+        f = -np.log(np.where(h > 0, h, np.nan))
+        im = ax.pcolormesh(edges, edges, (f - np.nanmin(f)).T, cmap="viridis", vmax=10)
+        ax.set(title=title, xlabel="φ (deg)", ylabel="ψ (deg)")
+    fig.colorbar(im, ax=axes, label="F (kT)")
+    plots.save(fig, out / "figures" / "free_energy_phi_psi.png")
+
+    fig = Figure(figsize=(5.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for label, phi, wt in [("MD data", ang_md[:, 0], None), ("BG, reweighted", ang_bg[:, 0], w)]:
+        p, _ = np.histogram(phi, bins=edges, weights=wt, density=True)
+        f = -np.log(np.where(p > 0, p, np.nan))
+        ax.plot(0.5 * (edges[1:] + edges[:-1]), f - np.nanmin(f), label=label)
+    if "phi_grid" in umbrella and "free_energy_kt" in umbrella:
+        ax.plot(np.degrees(umbrella["phi_grid"]), umbrella["free_energy_kt"], "k--", label="umbrella/MBAR")
+    ax.set(xlabel="φ (deg)", ylabel="F(φ) (kT)")
+    ax.legend()
+    plots.save(fig, out / "figures" / "free_energy_phi.png")
+
+    u_md = torch.cat([u64(c) for c in x_test.split(5000)]).numpy()
+    u_bg = ev["u"].numpy()
+    lo, hi = np.percentile(u_md, 0.1) - 5, np.percentile(u_md, 99.9) + 30
+    bins = np.linspace(lo, hi, 80)
+    fig = Figure(figsize=(5.5, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(u_md, bins=bins, density=True, histtype="step", label="MD test frames")
+    ax.hist(u_bg[np.isfinite(u_bg)], bins=bins, density=True, histtype="step", label="flow samples")
+    ax.hist(u_bg[np.isfinite(u_bg)], bins=bins, weights=w[np.isfinite(u_bg)], density=True, histtype="step",
+            label="flow, reweighted")
+    ax.set(xlabel="u (kT)", ylabel="density")
+    ax.legend()
+    plots.save(fig, out / "figures" / "energy_histograms.png")

@@ -1,0 +1,316 @@
+"""Paper 001 §6.3: alanine dipeptide in 66 Cartesian coordinates, Table 2 and Figure 4, plus remedies.
+
+Trained models (same RealNVP and optimiser): ``nll`` (NLL only), ``penalty`` (eq. (17), λ = 5, ε = 0.17 nm),
+``anneal`` (eq. (17) with λ falling linearly to 0 halfway through training) and ``smooth`` (softplus hinge of
+width 0.01 nm, small λ). ``nll_reject`` post-processes the NLL model: samples with r_min below a threshold the
+data never reach are dropped and new ones drawn. Every row is scored on the same number of configurations; the
+``data`` row uses that many random MD frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from boltzflow.errors import BoltzflowError
+from boltzflow.eval.wasserstein import w2_with_floor
+from boltzflow.experiments.common import fmt, prepare_out_dir, provenance
+from boltzflow.flows.realnvp import RealNVPConfig, n_parameters
+from boltzflow.flows.spec import build_flow, realnvp_spec
+from boltzflow.io import atomic_path, save_json, save_npz, save_text
+from boltzflow.systems import alanine_cartesian as ac
+from boltzflow.systems.alanine import BASINS, basin_populations, phi_psi
+from boltzflow.training import penalties as P
+from boltzflow.training.checkpoint import read_checkpoint
+from boltzflow.training.config import TrainConfig
+from boltzflow.training.loop import fit
+from boltzflow.training.losses import nll
+
+TRAINED = ("nll", "penalty", "anneal", "smooth")
+# Paper 001 Table 2: min r [nm], max U [kJ/mol], mean U [kJ/mol], PCA W2.
+PAPER_TABLE2 = {"data": (0.161, -9.9, -12.1, 0.0), "nll": (0.040, 1.4e8, 30_600, 0.50),
+                "penalty": (0.154, -6.6, -12.2, 0.76)}
+
+
+@dataclass
+class CartesianScale:
+    """Sizes of one run (``full`` = the paper's architecture and epochs, ``quick`` = a demo)."""
+
+    n_frames: int | None = None  # MD frames used (random subset; None = all)
+    n_gen: int = 10_000
+    flow: RealNVPConfig = field(default_factory=lambda: RealNVPConfig(dim=66, n_layers=12, hidden=[512, 512]))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=200, batch_size=256, lr=5e-4,
+                                                                   checkpoint_every=1))
+    lam: float = 5.0
+    eps_nm: float = 0.17
+    anneal_zero_fraction: float = 0.5  # λ reaches 0 after this share of the epochs
+    smooth_lam: float = 1.0
+    smooth_width_nm: float = 0.01
+    reject_r_min_nm: float = 0.15
+    w2_n: int = 2000
+    w2_draws: int = 5
+    models: tuple[str, ...] = TRAINED
+
+
+def scale(name: str) -> CartesianScale:
+    if name == "full":
+        return CartesianScale()
+    if name == "quick":
+        return CartesianScale(n_frames=10_000, n_gen=5000, flow=RealNVPConfig(dim=66, n_layers=6, hidden=[128, 128]),
+                              train=TrainConfig(epochs=20, batch_size=256, lr=1e-3), w2_n=1000, w2_draws=3)
+    raise ValueError(f"unknown scale {name!r}; use quick or full")
+
+
+def run(out: str | Path, scale_name: str = "quick", seed: int = 0, progress: bool = True, force: bool = False,
+        command: list[str] | None = None, dataset: str | Path | None = None,
+        sizes: CartesianScale | None = None, models: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Train the models, score them and the data, write results.json, table2.md, figures and samples.
+
+    Args:
+        out: output folder (an unfinished run there is resumed from DIR/checkpoints/).
+        scale_name: "quick" or "full".
+        seed: seeds the subsets, the models and the sampling.
+        progress: show progress bars.
+        force: allow writing into a folder holding a finished run.
+        command: the command line, for provenance.
+        dataset: MD data: a packed ``.npz`` or a ``boltzflow simulate`` run folder (default: the shipped set).
+        sizes: explicit sizes instead of ``scale_name`` (tests).
+        models: subset of :data:`TRAINED` to train and score (default: all; ``nll_reject`` comes with ``nll``).
+    """
+    started = time.time()
+    torch_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        sc = sizes or scale(scale_name)
+        sc = sc if models is None else dataclasses.replace(sc, models=tuple(models))
+        label = scale_name if sizes is None else "custom"
+        return _run(out, label, sc, seed, progress, force, command, dataset, started)
+    finally:
+        torch.set_default_dtype(torch_dtype)
+
+
+def _run(out, scale_name, sc, seed, progress, force, command, dataset, started) -> dict[str, Any]:
+    unknown = set(sc.models) - set(TRAINED)
+    if unknown:
+        raise BoltzflowError(f"unknown models {sorted(unknown)}; choose from {TRAINED}")
+    frames, source = _load_frames(dataset, sc.n_frames, seed)
+    out = prepare_out_dir(out, force)
+    pairs = ac.nonbonded_pairs()
+    aligned = ac.align_to_mean(frames)
+    x = aligned.xyz.reshape(len(frames), -1)
+    st = ac.fit_standardizer(x)
+    pca = ac.fit_pca(ac.standardize(x, st), 2)
+    ref_proj = ac.pca_project(ac.standardize(x, st), pca)
+    energy = _amber()
+    rng = np.random.default_rng(seed)
+    data_idx = rng.choice(len(x), size=min(sc.n_gen, len(x)), replace=False)
+    ctx = {"pairs": pairs, "st": st, "pca": pca, "ref_proj": ref_proj, "energy": energy, "sc": sc, "seed": seed}
+    data_row = _score("data", aligned.xyz[data_idx], ctx, data_max=None)
+    data_row.update(pca_w2=0.0, pca_w2_sd=0.0, n_params=None)
+    data_max = data_row["energy_max"]
+    rows, samples = [data_row], {"data": aligned.xyz[data_idx]}
+    for name in sc.models:
+        k = TRAINED.index(name)  # a model's seed does not depend on which others run
+        flow, fit_info = _train(out, name, x, st, pairs, sc, seed + k, progress)
+        xyz = _sample(flow, sc.n_gen, seed + 100 + k)
+        samples[name] = xyz
+        rows.append({**_score(name, xyz, ctx, data_max), "n_params": n_parameters(flow), **fit_info})
+        if name == "nll":
+            xyz_r, acc = _sample_rejected(flow, sc.n_gen, pairs, sc.reject_r_min_nm, seed + 200, xyz)
+            samples["nll_reject"] = xyz_r
+            data_below = float((data_row["r_min_values"] < sc.reject_r_min_nm).mean())
+            rows.append({**_score("nll_reject", xyz_r, ctx, data_max), "n_params": n_parameters(flow),
+                         "acceptance": acc, "reject_r_min_nm": sc.reject_r_min_nm, "data_frac_below": data_below})
+    for name, xyz in samples.items():
+        if name != "data":
+            _save_samples(out, name, xyz)
+    _figures(out, rows, sc)
+    for row in rows:
+        row.pop("r_min_values"), row.pop("pca_proj")
+        row.update({k: None for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)})
+    results = {
+        "models": rows,
+        "data": {"source": source, "n_frames": len(frames), "alignment": "iterative Kabsch to the mean structure "
+                 "(5 rounds from the shipped PDB)", "n_pairs": len(pairs), "reference_nm": aligned.reference,
+                 "pca_explained_variance": pca.explained_variance, "pca_space": "standardised coordinates"},
+        "config": {"scale": scale_name, "seed": seed, **dataclasses.asdict(sc)},
+        "provenance": provenance(command, started),
+    }
+    save_text(out / "table2.md", table2_markdown(results))
+    save_json(out / "results.json", results)
+    return results
+
+
+def _load_frames(dataset: str | Path | None, n_frames: int | None, seed: int) -> tuple[np.ndarray, str]:
+    from boltzflow.samplers import dataset as ds
+
+    try:
+        if dataset is None:
+            data, source = ds.load_alanine_dataset(), str(ds.alanine_dataset_path())
+        else:
+            path = Path(dataset)
+            data = ds.load_simulation(path) if path.is_dir() else ds.load_dataset(path)
+            source = str(path)
+    except FileNotFoundError as err:
+        raise BoltzflowError(f"{err}; pass dataset=<simulate run folder or .npz>") from None
+    xyz = np.asarray(data.xyz, dtype=np.float64)
+    if xyz.shape[1:] != (ac.N_ATOMS, 3):
+        raise BoltzflowError(f"dataset frames have shape {xyz.shape[1:]}, expected (22, 3) alanine dipeptide")
+    if n_frames is not None and n_frames < len(xyz):
+        xyz = xyz[np.sort(np.random.default_rng(seed).choice(len(xyz), n_frames, replace=False))]
+    return xyz, source
+
+
+def _amber():
+    from boltzflow.energies.amber import AmberEnergy
+    from boltzflow.energies.openmm_system import alanine_dipeptide
+
+    # No constraints: generated samples do not keep the X-H bond lengths, so every bond gets its harmonic term.
+    return AmberEnergy.from_system(alanine_dipeptide(constraints="none").system).double()
+
+
+def _loss(name: str, pairs: np.ndarray, sc: CartesianScale, steps_per_epoch: int):
+    schedules = {"penalty": P.constant(sc.lam),
+                 "anneal": P.linear_anneal(sc.lam, max(1, round(sc.anneal_zero_fraction * sc.train.epochs))),
+                 "smooth": P.constant(sc.smooth_lam)}
+    penalty = (functools.partial(P.softplus_penalty, width=sc.smooth_width_nm) if name == "smooth"
+               else P.collision_penalty)
+    return P.PenalisedNLL(pairs, schedules[name], sc.eps_nm, penalty, ac.to_xyz, steps_per_epoch)
+
+
+def _train(out: Path, name: str, x: np.ndarray, st: ac.Standardizer, pairs: np.ndarray, sc: CartesianScale,
+           seed: int, progress: bool):
+    spec = realnvp_spec(sc.flow, st.loc, st.scale)
+    torch.manual_seed(seed)
+    flow = build_flow(spec)
+    cfg = dataclasses.replace(sc.train, seed=seed)
+    path = out / "checkpoints" / f"{name}.pt"
+    n_train = len(x) - int(round(cfg.val_fraction * len(x)))
+    loss = nll if name == "nll" else _loss(name, pairs, sc, math.ceil(n_train / cfg.batch_size))
+    if name != "nll" and path.exists():
+        loss.start_at(int(read_checkpoint(path)["epoch"]))
+    extra = {"flow_spec": spec, "system": {"name": "alanine-dipeptide-cartesian", "model": name}}
+    result = fit(flow, loss, torch.as_tensor(x, dtype=torch.float32), cfg, path, extra=extra, progress=progress,
+                 desc=f"train {name}")
+    return flow.eval(), {"best_epoch": result.best_epoch, "best_val_loss": result.best_val,
+                         "skipped_steps": result.skipped_steps, "train_seconds": result.seconds,
+                         "final_train_loss": result.history[-1]["train_loss"] if result.history else None}
+
+
+@torch.no_grad()
+def _sample(flow, n: int, seed: int, chunk: int = 2000) -> np.ndarray:
+    gen = torch.Generator().manual_seed(seed)
+    parts = [flow.sample(min(chunk, n - i), gen).x.double() for i in range(0, n, chunk)]
+    return ac.to_xyz(torch.cat(parts)).numpy()
+
+
+def _sample_rejected(flow, n: int, pairs: np.ndarray, r_min: float, seed: int, first: np.ndarray,
+                     max_rounds: int = 50) -> tuple[np.ndarray, float]:
+    kept, drawn, batch = [], 0, first
+    for k in range(max_rounds):
+        rej = P.reject_collisions(torch.as_tensor(batch), pairs, r_min)
+        kept.append(rej.x.numpy())
+        drawn += len(batch)
+        if sum(len(v) for v in kept) >= n:
+            break
+        batch = _sample(flow, n, seed + k)
+    got = np.concatenate(kept)[:n]
+    return got, float(sum(len(v) for v in kept)) / drawn
+
+
+def _score(name: str, xyz: np.ndarray, ctx: dict[str, Any], data_max: float | None) -> dict[str, Any]:
+    sc, pairs = ctx["sc"], ctx["pairs"]
+    finite = np.isfinite(xyz).all(axis=(1, 2))
+    xt = torch.as_tensor(xyz[finite], dtype=torch.float64)
+    r_min = ac.min_distance(xt, pairs).numpy()
+    lj = ac.paper_lj_energy(xt, pairs).numpy()
+    u = _energies(ctx["energy"], xt)
+    u = np.where(np.isnan(u), np.inf, u)  # an overflowing collision counts as infinitely high
+    u_ok = u[np.isfinite(u)]
+    proj = ac.pca_project(ac.standardize(xyz[finite].reshape(len(xt), -1), ctx["st"]), ctx["pca"])
+    row: dict[str, Any] = {
+        "model": name, "n": int(len(xyz)), "n_nonfinite": int((~finite).sum()),
+        "min_r": float(r_min.min()), "r_min_q01": float(np.quantile(r_min, 0.01)),
+        "r_min_median": float(np.median(r_min)), "frac_r_min_below_eps": float((r_min < sc.eps_nm).mean()),
+        "lj_max": float(lj.max()), "lj_mean": float(lj.mean()), "lj_median": float(np.median(lj)),
+        "energy_mean": float(u_ok.mean()) if u_ok.size else None, "energy_median": float(np.median(u)),
+        "energy_max": float(u_ok.max()) if u_ok.size else None, "energy_n_nonfinite": int((~np.isfinite(u)).sum()),
+        "penalty_eq17": float(P.collision_penalty(xt, pairs, sc.eps_nm).mean()),
+        "basins": basin_populations(phi_psi(xt).numpy()),
+        "r_min_values": r_min, "pca_proj": proj,
+    }
+    if data_max is not None:
+        row["energy_frac_above_data_max"] = float(np.mean(~(u <= data_max)))
+        w2 = w2_with_floor(ctx["ref_proj"], proj, n=min(sc.w2_n, len(proj), len(ctx["ref_proj"]) // 2),
+                           draws=sc.w2_draws, generator=ctx["seed"])
+        row.update(pca_w2=w2["w2"], pca_w2_sd=w2["w2_sd"], pca_w2_floor=w2["w2_floor"],
+                   pca_w2_floor_sd=w2["w2_floor_sd"])
+    else:
+        row["energy_frac_above_data_max"] = 0.0
+        w2 = w2_with_floor(ctx["ref_proj"], proj, n=min(sc.w2_n, len(ctx["ref_proj"]) // 2), draws=sc.w2_draws,
+                           generator=ctx["seed"])
+        row.update(pca_w2_floor=w2["w2_floor"], pca_w2_floor_sd=w2["w2_floor_sd"])
+    return row
+
+
+@torch.no_grad()
+def _energies(energy, xt: torch.Tensor, chunk: int = 1000) -> np.ndarray:
+    """AMBER energies in kJ/mol, (n, 22, 3) nm -> (n,); non-finite where a collision overflows."""
+    return torch.cat([energy.energy_kj(c) for c in xt.split(chunk)]).numpy() if len(xt) else np.empty(0)
+
+
+def _save_samples(out: Path, name: str, xyz: np.ndarray) -> None:
+    import mdtraj
+
+    from boltzflow.energies.openmm_system import alanine_dipeptide_pdb
+
+    xyz32 = xyz.astype(np.float32)
+    save_npz(out / "samples" / f"{name}.npz", xyz=xyz32)
+    top = mdtraj.load_topology(str(alanine_dipeptide_pdb()))
+    with atomic_path(out / "samples" / f"{name}.xtc") as tmp:
+        mdtraj.Trajectory(xyz32[np.isfinite(xyz32).all(axis=(1, 2))], top).save_xtc(str(tmp), force_overwrite=True)
+
+
+def _figures(out: Path, rows: list[dict[str, Any]], sc: CartesianScale) -> None:
+    from boltzflow import plots, plots_cartesian
+
+    fig = plots_cartesian.min_r_histograms({r["model"]: r["r_min_values"] for r in rows}, sc.eps_nm)
+    plots.save(fig, out / "figures" / "fig4_min_r.png")
+    plots.save(plots_cartesian.pca_panels({r["model"]: r["pca_proj"] for r in rows}), out / "figures" / "fig4_pca.png")
+
+
+def table2_markdown(results: dict[str, Any]) -> str:
+    """Our Table 2 beside the paper's (paper values in parentheses), plus the remedies' rows."""
+    head = ("| model | min r [nm] (paper) | max U_LJ [kJ/mol] (paper) | mean U_LJ [kJ/mol] (paper) | PCA W2 ± sd "
+            "[floor] (paper) | AMBER E mean / median [kJ/mol] | frac E > data max | r_min < 0.17 nm | "
+            "C7eq/β, αR, αL, other |\n|" + "---|" * 9 + "\n")
+    lines = []
+    for row in results["models"]:
+        p = PAPER_TABLE2.get(row["model"])
+        par = (lambda i: f" ({fmt(p[i])})") if p else (lambda i: "")  # noqa: E731
+        w2 = f"{fmt(row['pca_w2'])} ± {fmt(row['pca_w2_sd'])} [{fmt(row['pca_w2_floor'])}]"
+        pops = ", ".join(f"{row['basins'][b]:.3f}" for b in BASINS)
+        lines.append(f"| {row['model']} | {fmt(row['min_r'])}{par(0)} | {fmt(row['lj_max'])}{par(1)} "
+                     f"| {fmt(row['lj_mean'])}{par(2)} | {w2}{par(3)} | {fmt(row['energy_mean'])} / "
+                     f"{fmt(row['energy_median'])} | {fmt(row['energy_frac_above_data_max'])} "
+                     f"| {fmt(row['frac_r_min_below_eps'])} | {pops} |")
+    cfg = results["config"]
+    foot = (f"\nEach row is scored on {cfg['n_gen']} configurations (data: random MD frames). U_LJ is the paper's "
+            "observable (σ = 0.17 nm, ε = 1 kJ/mol over the 174 non-bonded pairs); AMBER E is the full AMBER99SB-ILDN"
+            " + OBC energy without constraints. PCA on standardised aligned coordinates, fitted on the data; W2 is "
+            f"the mean over {cfg['w2_draws']} subsample draws of {cfg['w2_n']} points, the floor in brackets is W2 "
+            "between disjoint data subsamples. Models: nll = NLL only; penalty = eq. (17) λ = "
+            f"{cfg['lam']}, ε = {cfg['eps_nm']} nm; anneal = eq. (17) with λ linearly to 0 at "
+            f"{cfg['anneal_zero_fraction']:.0%} of training; smooth = softplus hinge (width {cfg['smooth_width_nm']} nm)"
+            f" with λ = {cfg['smooth_lam']}; nll_reject = NLL samples with r_min < {cfg['reject_r_min_nm']} nm "
+            "dropped and redrawn.\n")
+    return f"# Alanine dipeptide, 66 Cartesian coordinates (paper 001 Table 2), scale {cfg['scale']}\n\n" + head + \
+        "\n".join(lines) + "\n" + foot

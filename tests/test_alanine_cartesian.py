@@ -1,0 +1,152 @@
+"""Alanine dipeptide in Cartesian coordinates: alignment, standardisation, pair set, LJ, and a tiny full run."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from boltzflow.systems import alanine_cartesian as ac
+
+
+def _random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(n, 3, 3)))
+    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
+    det = np.linalg.det(q)
+    q[det < 0, :, 0] *= -1
+    return q
+
+
+def _noisy_frames(n: int, sd: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return ac.reference_structure()[None] + sd * rng.normal(size=(n, 22, 3))
+
+
+def test_pair_set_of_alanine_dipeptide():
+    pairs = ac.nonbonded_pairs()
+    assert pairs.shape == (174, 2)
+    bonds = set(ac.topology_bonds())
+    assert len(bonds) == 21
+    nbr = {i: set() for i in range(22)}
+    for a, b in bonds:
+        nbr[a].add(b), nbr[b].add(a)
+    got = {tuple(p) for p in pairs.tolist()}
+    for i in range(22):
+        for j in range(i + 1, 22):
+            one_two = j in nbr[i]
+            one_three = bool(nbr[i] & nbr[j])
+            assert ((i, j) in got) == (not one_two and not one_three)
+    # 1-4 pairs (three bonds apart) are included: e.g. along phi, C(ACE)-CA(ALA)... take any path i-a-b-j
+    one_four = {(min(i, j), max(i, j)) for a, b in bonds for i in nbr[a] - {b} for j in nbr[b] - {a} if i != j}
+    one_four -= {(min(a, b), max(a, b)) for a, b in bonds}
+    assert one_four and one_four <= got
+
+
+def test_bond_graph_pairs_on_a_chain():
+    # chain 0-1-2-3-4: non-bonded (>= 3 bonds apart) pairs are (0,3), (0,4), (1,4)
+    assert ac.bond_graph_pairs([[0, 1], [1, 2], [2, 3], [3, 4]], 5).tolist() == [[0, 3], [0, 4], [1, 4]]
+    with pytest.raises(ValueError):
+        ac.bond_graph_pairs([[0, 7]], 5)
+
+
+def test_alignment_removes_rigid_motions():
+    frames = _noisy_frames(30, 0.01, 0)
+    rng = np.random.default_rng(1)
+    rot = _random_rotations(30, rng)
+    moved = np.einsum("nij,naj->nai", rot, frames) + rng.normal(size=(30, 1, 3))
+    a = ac.align_to_mean(frames)
+    b = ac.align_to_mean(moved)
+    np.testing.assert_allclose(b.xyz, a.xyz, atol=1e-10)
+    np.testing.assert_allclose(b.reference, a.reference, atol=1e-10)
+    # the reference is the mean of the aligned frames (converged iteration) and centred at the origin
+    np.testing.assert_allclose(a.xyz.mean(0), a.reference, atol=1e-6)
+    np.testing.assert_allclose(a.reference.mean(0), 0.0, atol=1e-12)
+
+
+def test_standardisation_round_trip():
+    x = _noisy_frames(50, 0.02, 2).reshape(50, -1)
+    st = ac.fit_standardizer(x)
+    s = ac.standardize(x, st)
+    np.testing.assert_allclose(s.mean(0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(s.std(0), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(ac.unstandardize(s, st), x, rtol=0, atol=1e-15)
+
+
+def test_paper_lj_energy_and_min_distance():
+    sigma = 0.17
+    x = torch.tensor([[0.0, 0.0, 0.0], [2 ** (1 / 6) * sigma, 0.0, 0.0], [0.0, sigma, 0.0]])
+    pairs = np.array([[0, 1], [0, 2]])
+    # minimum of the LJ well (-eps) and a pair at r = sigma (0)
+    assert float(ac.paper_lj_energy(x, pairs)) == pytest.approx(-1.0, rel=1e-12)
+    assert float(ac.paper_lj_energy(x, pairs[:1], sigma=sigma, epsilon=2.5)) == pytest.approx(-2.5, rel=1e-12)
+    r = 0.2
+    y = torch.tensor([[0.0, 0.0, 0.0], [r, 0.0, 0.0]])
+    assert float(ac.paper_lj_energy(y, [[0, 1]])) == pytest.approx(4 * ((sigma / r) ** 12 - (sigma / r) ** 6))
+    assert float(ac.min_distance(x, pairs)) == pytest.approx(sigma)
+
+
+def test_pca_recovers_a_dominant_axis():
+    rng = np.random.default_rng(0)
+    axis = np.array([3.0, 4.0, 0.0]) / 5
+    x = rng.normal(size=(2000, 1)) * 5 * axis + 0.1 * rng.normal(size=(2000, 3))
+    pca = ac.fit_pca(x, 1)
+    assert abs(pca.components[0] @ axis) == pytest.approx(1.0, abs=1e-3)
+    assert ac.pca_project(x, pca).std() == pytest.approx(5.0, rel=0.05)
+
+
+def test_tiny_run_writes_all_outputs(tmp_path):
+    import mdtraj
+
+    from boltzflow.experiments import alanine_cartesian as E
+    from boltzflow.flows.realnvp import RealNVPConfig
+    from boltzflow.io import save_npz
+    from boltzflow.training.config import TrainConfig
+
+    n = 120
+    frames = _noisy_frames(n, 0.005, 3).astype(np.float32)
+    data = tmp_path / "tiny.npz"
+    save_npz(data, xyz=frames, energy_kj=np.zeros(n), forces_kj=np.zeros_like(frames),
+             replica=np.zeros(n, np.int16), time_ps=np.arange(n, dtype=np.float32), temperature_kelvin=300.0)
+    sizes = E.CartesianScale(n_frames=100, n_gen=40, flow=RealNVPConfig(dim=66, n_layers=2, hidden=[8]),
+                             train=TrainConfig(epochs=2, batch_size=50, lr=1e-3), w2_n=20, w2_draws=2)
+    out = tmp_path / "run"
+    res = E.run(out, seed=0, progress=False, dataset=data, sizes=sizes)
+    on_disk = json.loads((out / "results.json").read_text())
+    names = [m["model"] for m in on_disk["models"]]
+    assert names == ["data", "nll", "nll_reject", "penalty", "anneal", "smooth"]
+    keys = {"model", "n_params", "min_r", "lj_max", "lj_mean", "energy_mean", "energy_median",
+            "energy_frac_above_data_max", "pca_w2", "pca_w2_floor"}
+    for row in on_disk["models"]:
+        assert keys <= set(row)
+    assert on_disk["models"][1]["n_params"] == on_disk["models"][2]["n_params"] > 0
+    assert len(res["models"]) == 6
+    table = (out / "table2.md").read_text()
+    assert all(f"\n| {name} |" in table for name in names)
+    for fig in ("fig4_min_r.png", "fig4_pca.png"):
+        assert (out / "figures" / fig).stat().st_size > 0
+    for name in names[1:]:
+        xyz = np.load(out / "samples" / f"{name}.npz")["xyz"]
+        assert xyz.shape == (40, 22, 3) and xyz.dtype == np.float32
+        traj = mdtraj.load(str(out / "samples" / f"{name}.xtc"), top=str(ac_pdb()))
+        assert traj.n_atoms == 22 and traj.n_frames == 40
+        assert (out / "checkpoints" / f"{name}.pt").exists() or name == "nll_reject"
+    data_row = on_disk["models"][0]
+    assert math.isfinite(data_row["lj_mean"]) and data_row["energy_frac_above_data_max"] == 0.0
+
+
+def ac_pdb():
+    from boltzflow.energies.openmm_system import alanine_dipeptide_pdb
+
+    return alanine_dipeptide_pdb()
+
+
+def test_bad_input_is_refused_before_writing(tmp_path):
+    from boltzflow.errors import BoltzflowError
+    from boltzflow.experiments import alanine_cartesian as E
+
+    with pytest.raises(BoltzflowError, match="unknown models"):
+        E.run(tmp_path / "a", models=("nope",), dataset=tmp_path / "x.npz")
+    with pytest.raises(BoltzflowError, match="dataset"):
+        E.run(tmp_path / "b", dataset=tmp_path / "missing.npz")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
