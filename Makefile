@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/boltzflow reproduce two-particle --quick --out runs/demo/two-particle
-	$(BIN)/boltzflow reproduce alanine-dihedrals --quick --out runs/demo/alanine-dihedrals
+	$(BIN)/boltzflow reproduce two-particle --quick --force --out runs/demo/two-particle
+	$(BIN)/boltzflow reproduce alanine-dihedrals --quick --force --out runs/demo/alanine-dihedrals
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 tests

@@ -1,4 +1,4 @@
-"""Alanine dipeptide in Cartesian coordinates: alignment, standardisation, pair set, LJ, and a tiny full run."""
+"""Alanine dipeptide in Cartesian coordinates: alignment, standardisation, pairs, LJ, and a tiny full run."""
 
 import json
 import math
@@ -38,7 +38,9 @@ def test_pair_set_of_alanine_dipeptide():
             one_three = bool(nbr[i] & nbr[j])
             assert ((i, j) in got) == (not one_two and not one_three)
     # 1-4 pairs (three bonds apart) are included: e.g. along phi, C(ACE)-CA(ALA)... take any path i-a-b-j
-    one_four = {(min(i, j), max(i, j)) for a, b in bonds for i in nbr[a] - {b} for j in nbr[b] - {a} if i != j}
+    one_four = {
+        (min(i, j), max(i, j)) for a, b in bonds for i in nbr[a] - {b} for j in nbr[b] - {a} if i != j
+    }
     one_four -= {(min(a, b), max(a, b)) for a, b in bonds}
     assert one_four and one_four <= got
 
@@ -106,17 +108,40 @@ def test_tiny_run_writes_all_outputs(tmp_path):
     n = 120
     frames = _noisy_frames(n, 0.005, 3).astype(np.float32)
     data = tmp_path / "tiny.npz"
-    save_npz(data, xyz=frames, energy_kj=np.zeros(n), forces_kj=np.zeros_like(frames),
-             replica=np.zeros(n, np.int16), time_ps=np.arange(n, dtype=np.float32), temperature_kelvin=300.0)
-    sizes = E.CartesianScale(n_frames=100, n_gen=40, flow=RealNVPConfig(dim=66, n_layers=2, hidden=[8]),
-                             train=TrainConfig(epochs=2, batch_size=50, lr=1e-3), w2_n=20, w2_draws=2)
+    save_npz(
+        data,
+        xyz=frames,
+        energy_kj=np.zeros(n),
+        forces_kj=np.zeros_like(frames),
+        replica=np.zeros(n, np.int16),
+        time_ps=np.arange(n, dtype=np.float32),
+        temperature_kelvin=300.0,
+    )
+    sizes = E.CartesianScale(
+        n_frames=100,
+        n_gen=40,
+        flow=RealNVPConfig(dim=66, n_layers=2, hidden=[8]),
+        train=TrainConfig(epochs=2, batch_size=50, lr=1e-3),
+        w2_n=20,
+        w2_draws=2,
+    )
     out = tmp_path / "run"
     res = E.run(out, seed=0, progress=False, dataset=data, sizes=sizes)
     on_disk = json.loads((out / "results.json").read_text())
     names = [m["model"] for m in on_disk["models"]]
     assert names == ["data", "nll", "nll_reject", "penalty", "anneal", "smooth"]
-    keys = {"model", "n_params", "min_r", "lj_max", "lj_mean", "energy_mean", "energy_median",
-            "energy_frac_above_data_max", "pca_w2", "pca_w2_floor"}
+    keys = {
+        "model",
+        "n_params",
+        "min_r",
+        "lj_max",
+        "lj_mean",
+        "energy_mean",
+        "energy_median",
+        "energy_frac_above_data_max",
+        "pca_w2",
+        "pca_w2_floor",
+    }
     for row in on_disk["models"]:
         assert keys <= set(row)
     assert on_disk["models"][1]["n_params"] == on_disk["models"][2]["n_params"] > 0

@@ -90,3 +90,27 @@ def test_multirate_ou_recovers_per_direction_rates():
     np.testing.assert_allclose(np.sort(fitted.rho), truth.rho, atol=0.02)
     slow = fitted.basis[:, np.argmax(fitted.rho)]
     assert abs(abs(slow @ q[:, 2]) - 1) < 0.02
+
+
+def test_integrated_calibration_sees_a_rare_slow_component():
+    """A process = fast AR(1) + a rare telegraph switch: lag-1 matching misses the switch, the integrated time
+    does not."""
+    from boltzflow.eval.dynamics import fit_latent_ou
+
+    rng = np.random.default_rng(1)
+    T, chains = 20000, 4
+    fast = np.zeros((T, chains))
+    for t in range(1, T):
+        fast[t] = 0.5 * fast[t - 1] + np.sqrt(1 - 0.25) * rng.normal(size=chains)
+    flips = rng.random((T, chains)) < 1e-3
+    sign = np.where(np.cumsum(flips, axis=0) % 2 == 0, 1.0, -1.0)
+    z = (0.6 * fast + 0.8 * sign)[:, :, None]  # unit variance, a slow mode of weight 0.64
+    lag1 = fit_latent_ou(z).rho[0]
+    integrated = fit_latent_ou(z, method="integrated", max_lag=2000).rho[0]
+    assert lag1 < 0.95
+    # exact: tau = 0.36 * (1 + 0.5) / (2 * 0.5) + 0.64 * (1 + q) / (2 * (1 - q)), q = 1 - 2e-3
+    q = 1 - 2e-3
+    tau = 0.36 * 1.5 / 1.0 + 0.64 * (1 + q) / (2 * (1 - q))
+    assert abs(integrated - (2 * tau - 1) / (2 * tau + 1)) < 0.002
+    with pytest.raises(ValueError, match="method"):
+        fit_latent_ou(z, method="bogus")

@@ -9,6 +9,7 @@ from boltzflow.flows import Affine, AffineCoupling, Compose, Inverse, RealNVPCon
 from boltzflow.flows.nets import mlp
 from boltzflow.flows.realnvp import half_masks, realnvp_transform
 from boltzflow.flows.spec import build_flow, realnvp_spec
+from boltzflow.flows.torus import CircularShift, CircularSplineCoupling
 from transform_checks import check_transform
 
 
@@ -36,10 +37,17 @@ REGISTRY = {
     "realnvp-masked": lambda: realnvp_transform(RealNVPConfig(dim=4, n_layers=4, hidden=[16, 16])),
     "realnvp-split": lambda: realnvp_transform(RealNVPConfig(dim=3, n_layers=3, hidden=[16], masked_input=False)),
     "inverse-realnvp": lambda: Inverse(realnvp_transform(RealNVPConfig(dim=4, n_layers=2, hidden=[8]))),
+    "circular-spline-coupling": lambda: CircularSplineCoupling(torch.tensor([True, False, False]), hidden=[8], bins=5),
+    "circular-spline-unconditional": lambda: CircularSplineCoupling(torch.tensor([False, False]), hidden=[8], bins=4),
+    "circular-shift": lambda: CircularShift(3),
     "compose-with-affine": lambda: Compose(
         [realnvp_transform(RealNVPConfig(dim=4, n_layers=2, hidden=[8])), Affine(torch.ones(4), 2 * torch.ones(4))]
     ),
 }
+
+
+DIMS = {"coupling-split": 5, "coupling-odd-reversed": 5, "realnvp-split": 3, "circular-spline-coupling": 3,
+        "circular-spline-unconditional": 2, "circular-shift": 3}
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -47,8 +55,11 @@ def test_transform_invariants(name):
     t = REGISTRY[name]()
     if not isinstance(t, Affine):
         _randomise(t)
-    dim = 5 if name in ("coupling-split", "coupling-odd-reversed") else (3 if name == "realnvp-split" else 4)
-    z = 1.5 * torch.randn(6, dim)
+    dim = DIMS.get(name, 4)
+    if name.startswith("circular"):
+        z = (2 * torch.rand(6, dim) - 1) * 3.0  # angles strictly inside (-pi, pi)
+    else:
+        z = 1.5 * torch.randn(6, dim)
     check_transform(t, z)
 
 

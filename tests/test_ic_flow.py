@@ -77,7 +77,9 @@ def test_density_is_rigid_motion_invariant():
     flow, _, _ = molecule_flow()
     x = flow.sample(10, torch.Generator().manual_seed(3)).x.detach()
     q, _ = torch.linalg.qr(torch.randn(3, 3))
-    moved = (x.unflatten(-1, (6, 3)) @ q.T * torch.sign(torch.det(q)) + torch.tensor([1.0, -2.0, 0.5])).flatten(-2)
+    moved = (
+        x.unflatten(-1, (6, 3)) @ q.T * torch.sign(torch.det(q)) + torch.tensor([1.0, -2.0, 0.5])
+    ).flatten(-2)
     torch.testing.assert_close(flow.log_prob(moved), flow.log_prob(x), atol=1e-8, rtol=0)
 
 
@@ -88,8 +90,9 @@ def test_torsions_stay_periodic():
     shifted = z + 2 * math.pi * periodic.to(z.dtype) * torch.tensor([1, -1] * 6)[: z.shape[1]]
     a, la = part.forward(z)
     b, lb = part.forward(shifted)  # the same point of the torus: same image and same density
-    torch.testing.assert_close(torch.remainder(a - b + math.pi, 2 * math.pi) - math.pi, torch.zeros_like(a),
-                               atol=1e-9, rtol=0)
+    torch.testing.assert_close(
+        torch.remainder(a - b + math.pi, 2 * math.pi) - math.pi, torch.zeros_like(a), atol=1e-9, rtol=0
+    )
     torch.testing.assert_close(la, lb)
     # log density is continuous across the seam of every torsion
     x = part.forward(z[:1])[0].detach()
@@ -105,7 +108,9 @@ def test_torsions_stay_periodic():
 
 def test_statistics_use_circular_means():
     periodic = torch.tensor([False, True])
-    q = torch.tensor([[0.1, math.pi - 0.1], [0.3, -math.pi + 0.1], [0.2, math.pi - 0.05], [0.2, -math.pi + 0.05]])
+    q = torch.tensor(
+        [[0.1, math.pi - 0.1], [0.3, -math.pi + 0.1], [0.2, math.pi - 0.05], [0.2, -math.pi + 0.05]]
+    )
     stats = ic_statistics(q, periodic)
     assert abs(abs(float(stats.loc[1])) - math.pi) < 1e-12
     assert float(stats.loc[0]) == pytest.approx(0.2) and float(stats.scale[1]) == 1.0

@@ -62,7 +62,9 @@ def test_reverse_kl_is_minus_log_z_for_the_exact_flow_and_has_gradients():
     net = realnvp(RealNVPConfig(dim=2, n_layers=2, hidden=[8]))
     energy = GaussianEnergy([0.0, 0.0], [1.0, 1.0])
     loss = reverse_kl(net, energy, 1000, torch.Generator().manual_seed(0))
-    assert float(loss.detach()) == pytest.approx(-energy.log_z, abs=1e-10)  # identity flow: u + log q is constant
+    assert float(loss.detach()) == pytest.approx(
+        -energy.log_z, abs=1e-10
+    )  # identity flow: u + log q is constant
     loss.backward()
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
@@ -90,7 +92,9 @@ def test_force_matching_zero_for_exact_flow_and_positive_otherwise():
     energy = GaussianEnergy([0.5, -0.2, 1.0], [0.7, 1.3, 0.9])
     x = torch.randn(64, 3)
     exact = gaussian_flow([0.5, -0.2, 1.0], [0.7, 1.3, 0.9])
-    assert float(force_matching(exact, x, energy.force(x), create_graph=False)) == pytest.approx(0.0, abs=1e-20)
+    assert float(force_matching(exact, x, energy.force(x), create_graph=False)) == pytest.approx(
+        0.0, abs=1e-20
+    )
     wrong = gaussian_flow([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
     expected = ((-x - energy.force(x)) ** 2).sum(-1).mean()  # grad log N(0, I) = -x
     value = force_matching(wrong, x, energy.force(x), create_graph=False)

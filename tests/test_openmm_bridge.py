@@ -149,10 +149,10 @@ def test_pool_without_close_does_not_hang_at_exit():
         """
     )
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[3.0, 3.0, 3.0]"
-    assert time.perf_counter() - start < 60
+    assert time.perf_counter() - start < 240  # 3 interpreters importing torch; slow when loaded
 
 
 def test_fastest_platform_returns_an_available_candidate():

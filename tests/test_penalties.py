@@ -55,7 +55,8 @@ def test_smooth_penalties_closed_form():
     assert float(sp) == pytest.approx(np.mean(w * np.log1p(np.exp((0.17 - r) / w))), rel=1e-12)
     # the softplus hinge tends to eq. (17) as the width shrinks
     assert float(P.softplus_penalty(x, PAIRS, 0.17, width=1e-5)) == pytest.approx(
-        float(P.collision_penalty(x, PAIRS, 0.17)), rel=1e-3)
+        float(P.collision_penalty(x, PAIRS, 0.17)), rel=1e-3
+    )
 
 
 def test_schedules():
@@ -89,8 +90,14 @@ def test_loss_is_nll_plus_penalty_on_generated_samples():
 def test_annealed_loss_counts_training_epochs():
     flow = _flow()
     batch = torch.randn(8, 9, generator=torch.Generator().manual_seed(1))
-    loss_fn = P.PenalisedNLL(PAIRS, P.linear_anneal(1.0, 2), 2.0, P.collision_penalty,
-                             lambda x: x.reshape(-1, 3, 3), steps_per_epoch=2)
+    loss_fn = P.PenalisedNLL(
+        PAIRS,
+        P.linear_anneal(1.0, 2),
+        2.0,
+        P.collision_penalty,
+        lambda x: x.reshape(-1, 3, 3),
+        steps_per_epoch=2,
+    )
     lams = []
     for _ in range(5):
         lams.append(loss_fn.lam)
@@ -100,7 +107,9 @@ def test_annealed_loss_counts_training_epochs():
     loss_fn(flow, batch)  # validation calls do not advance the epoch
     assert loss_fn.train_calls == 5
     with torch.no_grad():
-        assert float(loss_fn(flow, batch)) == pytest.approx(float(nll(flow, batch)), rel=1e-12)  # lambda 0: pure NLL
+        assert float(loss_fn(flow, batch)) == pytest.approx(
+            float(nll(flow, batch)), rel=1e-12
+        )  # lambda 0: pure NLL
     loss_fn.start_at(1)
     assert loss_fn.epoch == 1 and loss_fn.lam == 0.5
 

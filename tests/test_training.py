@@ -80,6 +80,15 @@ def test_resume_refuses_other_settings(tmp_path):
         fit(_flow(), nll, _data(), TrainConfig(epochs=2, batch_size=32), checkpoint=ckpt, progress=False)
 
 
+def test_resume_refuses_another_architecture(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    cfg = TrainConfig(epochs=1, batch_size=64)
+    fit(_flow(), nll, _data(), cfg, checkpoint=ckpt, extra={"flow_spec": SPEC}, progress=False)
+    other = realnvp_spec(RealNVPConfig(dim=2, n_layers=4, hidden=[16], activation="relu"))
+    with pytest.raises(BoltzflowError, match="different flow architecture"):
+        fit(build_flow(other), nll, _data(), cfg, checkpoint=ckpt, extra={"flow_spec": other}, progress=False)
+
+
 def test_non_finite_steps_are_skipped_and_counted():
     calls = {"n": 0}
 

@@ -1,4 +1,4 @@
-"""Figures of the 66-D Cartesian alanine experiment (paper 001 Fig. 4): functions of arrays returning a Figure."""
+"""Figures of the 66-D Cartesian alanine experiment (paper 001 Fig. 4): array in, Figure out."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def pca_panels(proj: Mapping[str, np.ndarray], bins: int = 60) -> Figure:
     nrows = -(-len(proj) // ncols)
     fig = Figure(figsize=(3.4 * ncols, 3.1 * nrows))
     axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
-    for ax in axes[len(proj):]:
+    for ax in axes[len(proj) :]:
         ax.set_visible(False)
     for ax, (name, p) in zip(axes, proj.items(), strict=False):
         p = np.asarray(p)

@@ -6,6 +6,9 @@ resumable checkpoints under DIR/checkpoints/ (re-running the same command after 
 experiments:
   two-particle        paper 001 §6.1: Table 1 and Figures 1-2 (four RealNVP flows, singular vs soft-core data)
   alanine-dihedrals   paper 001 §6.2: Figure 3, RealNVP vs a periodic spline flow on (phi, psi)
+  alanine-cartesian   paper 001 §6.3: Table 2 and Figure 4 (66-D RealNVP, collision penalty, remedies)
+  two-particle-bg     Boltzmann-generator mode on the two-particle system: reweighted mean r vs quadrature
+  alanine-bg          Boltzmann generator for alanine dipeptide in internal coordinates (NLL + reverse KL, ESS)
 
 --quick is a small run for demos and smoke tests (minutes); --full uses the paper's sizes.
 """
@@ -23,6 +26,9 @@ HELP = "reproduce a paper experiment (results.json, tables, figures, samples)"
 EXPERIMENTS = {
     "two-particle": "boltzflow.experiments.two_particle",
     "alanine-dihedrals": "boltzflow.experiments.alanine_dihedrals",
+    "alanine-cartesian": "boltzflow.experiments.alanine_cartesian",
+    "two-particle-bg": "boltzflow.experiments.two_particle_bg",
+    "alanine-bg": "boltzflow.experiments.alanine_bg",
 }
 
 

@@ -111,11 +111,13 @@ def _finite(x: np.ndarray) -> list[float | None]:
 
 
 def _population(r: Any) -> dict[str, Any]:
+    values = (r.alpha_l_population, r.alpha_l_population_err, r.delta_f_kt, r.delta_f_err)
+    p, p_err, df, df_err = (float(v) if math.isfinite(v) else None for v in values)
     return {
-        "alpha_l_population": r.alpha_l_population,
-        "alpha_l_population_err": r.alpha_l_population_err,
-        "delta_f_alpha_l_vs_rest_kt": r.delta_f_kt,
-        "delta_f_alpha_l_vs_rest_err_kt": r.delta_f_err,
+        "alpha_l_population": p,
+        "alpha_l_population_err": p_err,
+        "delta_f_alpha_l_vs_rest_kt": df,
+        "delta_f_alpha_l_vs_rest_err_kt": df_err,
         "n_samples": r.n_samples,
     }
 

@@ -180,7 +180,10 @@ class OpenMMEnergy(Energy):
             return conn.recv()
         except EOFError:
             _shutdown(self._workers, self._conns)
-            raise RuntimeError("an OpenMM worker process died; create a new OpenMMEnergy") from None
+            raise RuntimeError(
+                "an OpenMM worker process died; create a new OpenMMEnergy (a script that starts workers needs "
+                "an `if __name__ == '__main__':` guard)"
+            ) from None
 
     def evaluate(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Potential energies and forces in OpenMM units.

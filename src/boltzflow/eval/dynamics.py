@@ -117,16 +117,26 @@ class LatentOU(NamedTuple):
     rho: np.ndarray
 
 
-def fit_latent_ou(z: ArrayLike | Tensor, rho_max: float = 1 - 1e-6) -> LatentOU:
+def fit_latent_ou(
+    z: ArrayLike | Tensor, method: str = "lag1", max_lag: int = 200, rho_max: float = 1 - 1e-6
+) -> LatentOU:
     """Calibrate a multi-rate latent OU walk on the latent image of real trajectories.
 
-    The symmetrised lag-1 correlation matrix C1 = ⟨z_{t+1} z_tᵀ⟩ (z assumed ~ N(0, I)) is diagonalised; its
-    eigenvectors are the directions and its eigenvalues (clipped to [0, rho_max]) the per-direction ρ. A slow
-    direction, such as the one a flow uses to encode which well a particle sits in, keeps its slow rate instead of
-    being averaged with the fast ones as in :func:`ar1_coefficient`.
+    The latent frames are whitened by their empirical covariance (so a flow that is not exactly N(0, I) on the
+    data still gives a valid walk), then:
+
+    * ``method="lag1"``: the symmetrised lag-1 correlation matrix C1 is diagonalised; its eigenvectors are the
+      directions and its eigenvalues the per-direction ρ. This matches the fast, within-well motion.
+    * ``method="integrated"``: the symmetrised integrated correlation matrix T = I/2 + Σ_{k=1..max_lag} C_k is
+      diagonalised; each eigenvalue τ is an integrated autocorrelation time (in frames) and the AR(1) walk with
+      the same τ has ρ = (2τ − 1)/(2τ + 1). Slow components of small amplitude, such as rare well switches, carry
+      most of τ and so set the walk's rate, which lag-1 matching ignores.
 
     Args:
         z: latent trajectories, shape (T, D) or (T, n_chains, D), T ≥ 3.
+        method: "lag1" or "integrated".
+        max_lag: truncation of the integrated sum, in frames (``integrated`` only).
+        rho_max: upper clip of ρ.
 
     Returns:
         The fitted :class:`LatentOU`.
@@ -136,13 +146,20 @@ def fit_latent_ou(z: ArrayLike | Tensor, rho_max: float = 1 - 1e-6) -> LatentOU:
         z = z[:, None, :]
     if z.ndim != 3 or z.shape[0] < 3:
         raise ValueError(f"fit_latent_ou needs trajectories of shape (T, D) or (T, chains, D), got {z.shape}")
-    a, b = z[1:].reshape(-1, z.shape[-1]), z[:-1].reshape(-1, z.shape[-1])
-    c1 = a.T @ b / len(a)
-    c0 = 0.5 * (a.T @ a + b.T @ b) / len(a)
-    # whiten by the empirical covariance so a flow that is not exactly N(0, I) on the data still gives rho <= 1
-    w = np.linalg.inv(np.linalg.cholesky(c0))
-    m = w @ (0.5 * (c1 + c1.T)) @ w.T
-    rho, basis = np.linalg.eigh(0.5 * (m + m.T))
+    if method not in ("lag1", "integrated"):
+        raise ValueError(f"method must be 'lag1' or 'integrated', got {method!r}")
+    dim = z.shape[-1]
+    flat = z.reshape(-1, dim)
+    w = np.linalg.inv(np.linalg.cholesky(flat.T @ flat / len(flat)))
+    zw = z @ w.T
+    lags = [1] if method == "lag1" else range(1, min(max_lag, z.shape[0] - 1) + 1)
+    acc = np.zeros((dim, dim)) if method == "lag1" else 0.5 * np.eye(dim)
+    for k in lags:
+        a, b = zw[k:].reshape(-1, dim), zw[:-k].reshape(-1, dim)
+        ck = a.T @ b / len(a)
+        acc = acc + 0.5 * (ck + ck.T)
+    values, basis = np.linalg.eigh(acc)
+    rho = values if method == "lag1" else (2 * values - 1) / (2 * values + 1)
     return LatentOU(basis, np.clip(rho, 0.0, rho_max))
 
 

@@ -66,8 +66,11 @@ class AlanineBGScale:
     bins: int = 8
     hidden: list[int] = field(default_factory=lambda: [128, 128])
     nll: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=256, lr=1e-3))
-    mixed: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=256, lr=1e-4,
-                                                                   lr_schedule="constant", val_fraction=0.05))
+    mixed: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=10, batch_size=256, lr=1e-4, lr_schedule="constant", val_fraction=0.05
+        )
+    )
     nll_weight: float = 0.9
     kl_weight: float = 0.1
     force_weight: float = 0.0  # C¹ splines make force matching unstable (paper 004 §6.3); opt in
@@ -82,24 +85,42 @@ def scale(name: str) -> AlanineBGScale:
         return AlanineBGScale()
     if name == "quick":
         return AlanineBGScale(
-            train_frames=6000, n_layers=2, bins=8, hidden=[64, 64],
+            train_frames=6000,
+            n_layers=2,
+            bins=8,
+            hidden=[64, 64],
             nll=TrainConfig(epochs=10, batch_size=256, lr=2e-3),
             mixed=TrainConfig(epochs=2, batch_size=256, lr=1e-4, lr_schedule="constant", val_fraction=0.05),
-            kl_batch=128, n_samples=10_000, mh_steps=9_999,
+            kl_batch=128,
+            n_samples=10_000,
+            mh_steps=9_999,
         )
     if name == "smoke":  # seconds: for tests only
         return AlanineBGScale(
-            train_frames=300, n_layers=1, bins=4, hidden=[16],
+            train_frames=200,
+            n_layers=1,
+            bins=4,
+            hidden=[16],
             nll=TrainConfig(epochs=2, batch_size=100, lr=1e-3),
             mixed=TrainConfig(epochs=1, batch_size=100, lr=1e-4, lr_schedule="constant", val_fraction=0.1),
-            force_weight=1e-3, kl_batch=16, n_samples=500, mh_steps=499,
+            force_weight=1e-3,
+            kl_batch=16,
+            n_samples=300,
+            mh_steps=299,
         )
     raise ValueError(f"unknown scale {name!r}; use quick or full")
 
 
-def run(out: str | Path, scale_name: str = "quick", seed: int = 0, progress: bool = True, force: bool = False,
-        command: list[str] | None = None, data_path: str | Path | None = None,
-        umbrella_path: str | Path | None = None) -> dict[str, Any]:
+def run(
+    out: str | Path,
+    scale_name: str = "quick",
+    seed: int = 0,
+    progress: bool = True,
+    force: bool = False,
+    command: list[str] | None = None,
+    data_path: str | Path | None = None,
+    umbrella_path: str | Path | None = None,
+) -> dict[str, Any]:
     """Train (resumable), sample, reweight and compare; write results.json, figures and checkpoints under ``out``."""
     started = time.time()
     sc = scale(scale_name)
@@ -119,10 +140,16 @@ def run(out: str | Path, scale_name: str = "quick", seed: int = 0, progress: boo
     periodic = torch.zeros(ic.dim, dtype=torch.bool)
     periodic[ic.periodic_idx] = True
     stats = ic_statistics(q_train, periodic)
-    info = {"molecule": "alanine_dipeptide", "solvent": "obc", "forcefield": list(mol.forcefield),
-            "constraints": "none", "temperature_kelvin": TEMPERATURE_KELVIN, "n_atoms": 22,
-            "x_layout": "flattened (22, 3) positions, nm, atom order of the shipped PDB",
-            "resampled_bonds": [list(map(int, p)) for p in fixed]}
+    info = {
+        "molecule": "alanine_dipeptide",
+        "solvent": "obc",
+        "forcefield": list(mol.forcefield),
+        "constraints": "none",
+        "temperature_kelvin": TEMPERATURE_KELVIN,
+        "n_atoms": 22,
+        "x_layout": "flattened (22, 3) positions, nm, atom order of the shipped PDB",
+        "resampled_bonds": [list(map(int, p)) for p in fixed],
+    }
     spec = ic_spline_spec(ic.zmatrix, stats, sc.n_layers, sc.bins, sc.hidden, **info)
     torch.manual_seed(seed)
     flow = ic_spline_flow(ic.zmatrix, stats, sc.n_layers, sc.bins, sc.hidden).float()
@@ -136,21 +163,32 @@ def run(out: str | Path, scale_name: str = "quick", seed: int = 0, progress: boo
     umbrella = load_umbrella(umbrella_path)
     _figures(out, evaluation, data, x_test, u64, umbrella)
     results = {
-        "nll_test": evaluation["nll_test"], "ess_fraction": evaluation["ess_fraction"],
-        "n_samples": sc.n_samples, "acceptance_rate": evaluation["acceptance_rate"],
+        "nll_test": evaluation["nll_test"],
+        "ess_fraction": evaluation["ess_fraction"],
+        "n_samples": sc.n_samples,
+        "acceptance_rate": evaluation["acceptance_rate"],
         "alpha_l_population_data": evaluation["alpha_l_data"],
         "alpha_l_population_umbrella": umbrella.get("alpha_l_population"),
         "alpha_l_population_umbrella_err": umbrella.get("alpha_l_population_err"),
-        "alpha_l_population_bg": evaluation["alpha_l_bg"], "alpha_l_population_bg_err": evaluation["alpha_l_bg_err"],
+        "alpha_l_population_bg": evaluation["alpha_l_bg"],
+        "alpha_l_population_bg_err": evaluation["alpha_l_bg_err"],
         "alpha_l_population_flow_unweighted": evaluation["alpha_l_flow"],
         "train_seconds": sum(s["seconds"] for s in stages),
-        "n_dropped": evaluation["n_dropped"], "n_params": n_parameters(flow), "n_train": len(train_idx),
-        "n_test": len(test_idx), "stages": stages, "data": data["source"],
+        "n_dropped": evaluation["n_dropped"],
+        "n_params": n_parameters(flow),
+        "n_train": len(train_idx),
+        "n_test": len(test_idx),
+        "stages": stages,
+        "data": data["source"],
         "config": {"scale": scale_name, "seed": seed, **dataclasses.asdict(sc)},
         "provenance": provenance(command, started),
     }
-    save_npz(out / "samples" / "bg.npz", x=evaluation["x"].float().numpy(), log_w=evaluation["log_w"].numpy(),
-             u=evaluation["u"].numpy())
+    save_npz(
+        out / "samples" / "bg.npz",
+        x=evaluation["x"].float().numpy(),
+        log_w=evaluation["log_w"].numpy(),
+        u=evaluation["u"].numpy(),
+    )
     save_json(out / "results.json", results)
     return results
 
@@ -167,7 +205,9 @@ def _load(data_path: str | Path | None) -> dict[str, Any]:
         with np.load(data_path) as f:
             xyz, forces = f["xyz"], (f["forces_kj"] if "forces_kj" in f.files else None)
             replica = f["replica"] if "replica" in f.files else np.zeros(len(xyz), dtype=np.int64)
-            temperature = float(f["temperature_kelvin"]) if "temperature_kelvin" in f.files else TEMPERATURE_KELVIN
+            temperature = (
+                float(f["temperature_kelvin"]) if "temperature_kelvin" in f.files else TEMPERATURE_KELVIN
+            )
         source = str(data_path)
     if abs(temperature - TEMPERATURE_KELVIN) > 1e-6:
         raise BoltzflowError(f"data were simulated at {temperature} K; the BG targets {TEMPERATURE_KELVIN} K")
@@ -194,8 +234,14 @@ def _internal(ic: InternalCoordinates, xyz: np.ndarray) -> torch.Tensor:
     return ic.inverse(torch.as_tensor(xyz, dtype=torch.float64).flatten(-2))[0]
 
 
-def unconstrain_bonds(q: torch.Tensor, ic: InternalCoordinates, system: Any, gen: np.random.Generator,
-                      fixed: list[tuple[int, int]] | None = None, tol_nm: float = 1e-5):
+def unconstrain_bonds(
+    q: torch.Tensor,
+    ic: InternalCoordinates,
+    system: Any,
+    gen: np.random.Generator,
+    fixed: list[tuple[int, int]] | None = None,
+    tol_nm: float = 1e-5,
+):
     """Resample the bonds held fixed in the data from their harmonic Boltzmann distribution N(r0, kT/k).
 
     Args:
@@ -217,8 +263,10 @@ def unconstrain_bonds(q: torch.Tensor, ic: InternalCoordinates, system: Any, gen
         if isinstance(force, openmm.HarmonicBondForce):
             for i in range(force.getNumBonds()):
                 a, b, r0, k = force.getBondParameters(i)
-                harmonic[frozenset((a, b))] = (r0.value_in_unit(unit.nanometer),
-                                               k.value_in_unit(unit.kilojoule_per_mole / unit.nanometer**2))
+                harmonic[frozenset((a, b))] = (
+                    r0.value_in_unit(unit.nanometer),
+                    k.value_in_unit(unit.kilojoule_per_mole / unit.nanometer**2),
+                )
     rows = ic.zmatrix.rows
     pairs = [(int(rows[r, 0]), int(rows[r, 1])) for r in range(1, len(rows))]
     if fixed is None:
@@ -236,22 +284,47 @@ def unconstrain_bonds(q: torch.Tensor, ic: InternalCoordinates, system: Any, gen
 def _train(out, flow, u_flat, x_train, data, train_idx, energy, sc: AlanineBGScale, seed, extra, progress):
     x = x_train.float()
     cfg = dataclasses.replace(sc.nll, seed=seed)
-    first = fit(flow, nll, x, cfg, out / "checkpoints" / "nll.pt", extra={**extra, "stage": "nll"},
-                progress=progress, desc="nll")
-    stages = [{"stage": "nll", "best_val": first.best_val, "seconds": first.seconds, "skipped": first.skipped_steps}]
+    first = fit(
+        flow,
+        nll,
+        x,
+        cfg,
+        out / "checkpoints" / "nll.pt",
+        extra={**extra, "stage": "nll"},
+        progress=progress,
+        desc="nll",
+    )
+    stages = [
+        {"stage": "nll", "best_val": first.best_val, "seconds": first.seconds, "skipped": first.skipped_steps}
+    ]
     if sc.kl_weight <= 0 and sc.force_weight <= 0:
         return stages
     batch = x
     if sc.force_weight > 0:  # exact unconstrained forces at the (bond-resampled) training positions
-        forces = energy.energy_and_force(x_train.double().unflatten(-1, (22, 3))).force  # kJ/mol/nm
+        forces = energy.energy_and_force(x_train.double().unflatten(-1, (22, 3))).force_kj  # kJ/mol/nm
         batch = pack_forces(x, (forces / energy.kt_kj_per_mol).flatten(-2).float())
     u_train = lambda v: linlog_cut(u_flat(v), high=sc.energy_high)  # noqa: E731
     loss = mixed_objective(u_train, sc.nll_weight, sc.kl_weight, sc.force_weight, sc.kl_batch, dim=66)
     cfg = dataclasses.replace(sc.mixed, seed=seed + 1)
-    second = fit(flow, loss, batch, cfg, out / "checkpoints" / "bg.pt", extra={**extra, "stage": "nll+kl+fm"},
-                 progress=progress, desc="nll+kl")
-    stages.append({"stage": "nll+kl+fm", "best_val": second.best_val, "seconds": second.seconds,
-                   "skipped": second.skipped_steps, "weights": [sc.nll_weight, sc.kl_weight, sc.force_weight]})
+    second = fit(
+        flow,
+        loss,
+        batch,
+        cfg,
+        out / "checkpoints" / "bg.pt",
+        extra={**extra, "stage": "nll+kl+fm"},
+        progress=progress,
+        desc="nll+kl",
+    )
+    stages.append(
+        {
+            "stage": "nll+kl+fm",
+            "best_val": second.best_val,
+            "seconds": second.seconds,
+            "skipped": second.skipped_steps,
+            "weights": [sc.nll_weight, sc.kl_weight, sc.force_weight],
+        }
+    )
     return stages
 
 
@@ -266,14 +339,24 @@ def _evaluate(flow, u64, x_test, data, sc: AlanineBGScale, seed: int) -> dict[st
     s = bg_samples(flow, u64, sc.n_samples, torch.Generator().manual_seed(seed + 11), chunk_size=5000)
     summary = weight_summary(s.log_w)
     m = min(sc.mh_steps + 1, sc.n_samples)
-    mh = independence_mh(None, Proposals(s.x[:m], s.log_q[:m], -s.u[:m]), None,
-                         torch.Generator().manual_seed(seed + 12))
+    mh = independence_mh(
+        None, Proposals(s.x[:m], s.log_q[:m], -s.u[:m]), None, torch.Generator().manual_seed(seed + 12)
+    )
     ind = _alpha_l(s.x)
     est = reweight(ind, s.log_w)
-    return {"nll_test": nll_test, "ess_fraction": summary.ess_fraction, "n_dropped": summary.n_dropped,
-            "acceptance_rate": mh.acceptance_rate, "alpha_l_bg": float(est.mean), "alpha_l_bg_err": float(est.stderr),
-            "alpha_l_flow": float(ind.mean()), "alpha_l_data": float(_alpha_l(torch.as_tensor(data["xyz"])).mean()),
-            "x": s.x, "log_w": s.log_w, "u": s.u}
+    return {
+        "nll_test": nll_test,
+        "ess_fraction": summary.ess_fraction,
+        "n_dropped": summary.n_dropped,
+        "acceptance_rate": mh.acceptance_rate,
+        "alpha_l_bg": float(est.mean),
+        "alpha_l_bg_err": float(est.stderr),
+        "alpha_l_flow": float(ind.mean()),
+        "alpha_l_data": float(_alpha_l(torch.as_tensor(data["xyz"])).mean()),
+        "x": s.x,
+        "log_w": s.log_w,
+        "u": s.u,
+    }
 
 
 def load_umbrella(path: str | Path | None = None) -> dict[str, Any]:
@@ -291,7 +374,9 @@ def load_umbrella(path: str | Path | None = None) -> dict[str, Any]:
     return ref.get("umbrella", ref) if isinstance(ref, dict) else {}
 
 
-def _figures(out: Path, ev: dict[str, Any], data: dict[str, Any], x_test, u64, umbrella: dict[str, Any]) -> None:
+def _figures(
+    out: Path, ev: dict[str, Any], data: dict[str, Any], x_test, u64, umbrella: dict[str, Any]
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -299,13 +384,20 @@ def _figures(out: Path, ev: dict[str, Any], data: dict[str, Any], x_test, u64, u
 
     from boltzflow import plots
 
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty histograms give NaN free energies (blank)
+        _draw(out, ev, data, x_test, u64, umbrella, Figure, plots)
+
+
+def _draw(out, ev, data, x_test, u64, umbrella, Figure, plots) -> None:
     w = torch.softmax(torch.nan_to_num(ev["log_w"], nan=-math.inf), 0).numpy()
     ang_bg = np.degrees(phi_psi(ev["x"].reshape(-1, 22, 3)).numpy())
     ang_md = np.degrees(phi_psi(torch.as_tensor(data["xyz"])).numpy())
     edges = np.linspace(-180, 180, 61)
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    for ax, (title, ang, wt) in zip(axes, [("MD data", ang_md, None), ("BG, reweighted", ang_bg, w)], strict=True):
+    for ax, (title, ang, wt) in zip(
+        axes, [("MD data", ang_md, None), ("BG, reweighted", ang_bg, w)], strict=True
+    ):
         h, _, _ = np.histogram2d(ang[:, 0], ang[:, 1], bins=[edges, edges], weights=wt, density=True)
         f = -np.log(np.where(h > 0, h, np.nan))
         im = ax.pcolormesh(edges, edges, (f - np.nanmin(f)).T, cmap="viridis", vmax=10)
@@ -333,8 +425,14 @@ def _figures(out: Path, ev: dict[str, Any], data: dict[str, Any], x_test, u64, u
     ax = fig.subplots()
     ax.hist(u_md, bins=bins, density=True, histtype="step", label="MD test frames")
     ax.hist(u_bg[np.isfinite(u_bg)], bins=bins, density=True, histtype="step", label="flow samples")
-    ax.hist(u_bg[np.isfinite(u_bg)], bins=bins, weights=w[np.isfinite(u_bg)], density=True, histtype="step",
-            label="flow, reweighted")
+    ax.hist(
+        u_bg[np.isfinite(u_bg)],
+        bins=bins,
+        weights=w[np.isfinite(u_bg)],
+        density=True,
+        histtype="step",
+        label="flow, reweighted",
+    )
     ax.set(xlabel="u (kT)", ylabel="density")
     ax.legend()
     plots.save(fig, out / "figures" / "energy_histograms.png")

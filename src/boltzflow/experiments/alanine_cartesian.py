@@ -36,8 +36,11 @@ from boltzflow.training.losses import nll
 
 TRAINED = ("nll", "penalty", "anneal", "smooth")
 # Paper 001 Table 2: min r [nm], max U [kJ/mol], mean U [kJ/mol], PCA W2.
-PAPER_TABLE2 = {"data": (0.161, -9.9, -12.1, 0.0), "nll": (0.040, 1.4e8, 30_600, 0.50),
-                "penalty": (0.154, -6.6, -12.2, 0.76)}
+PAPER_TABLE2 = {
+    "data": (0.161, -9.9, -12.1, 0.0),
+    "nll": (0.040, 1.4e8, 30_600, 0.50),
+    "penalty": (0.154, -6.6, -12.2, 0.76),
+}
 
 
 @dataclass
@@ -47,8 +50,9 @@ class CartesianScale:
     n_frames: int | None = None  # MD frames used (random subset; None = all)
     n_gen: int = 10_000
     flow: RealNVPConfig = field(default_factory=lambda: RealNVPConfig(dim=66, n_layers=12, hidden=[512, 512]))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=200, batch_size=256, lr=5e-4,
-                                                                   checkpoint_every=1))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=200, batch_size=256, lr=5e-4, checkpoint_every=1)
+    )
     lam: float = 5.0
     eps_nm: float = 0.17
     anneal_zero_fraction: float = 0.5  # λ reaches 0 after this share of the epochs
@@ -64,14 +68,28 @@ def scale(name: str) -> CartesianScale:
     if name == "full":
         return CartesianScale()
     if name == "quick":
-        return CartesianScale(n_frames=10_000, n_gen=5000, flow=RealNVPConfig(dim=66, n_layers=6, hidden=[128, 128]),
-                              train=TrainConfig(epochs=20, batch_size=256, lr=1e-3), w2_n=1000, w2_draws=3)
+        return CartesianScale(
+            n_frames=10_000,
+            n_gen=5000,
+            flow=RealNVPConfig(dim=66, n_layers=6, hidden=[128, 128]),
+            train=TrainConfig(epochs=20, batch_size=256, lr=1e-3),
+            w2_n=1000,
+            w2_draws=3,
+        )
     raise ValueError(f"unknown scale {name!r}; use quick or full")
 
 
-def run(out: str | Path, scale_name: str = "quick", seed: int = 0, progress: bool = True, force: bool = False,
-        command: list[str] | None = None, dataset: str | Path | None = None,
-        sizes: CartesianScale | None = None, models: tuple[str, ...] | None = None) -> dict[str, Any]:
+def run(
+    out: str | Path,
+    scale_name: str = "quick",
+    seed: int = 0,
+    progress: bool = True,
+    force: bool = False,
+    command: list[str] | None = None,
+    dataset: str | Path | None = None,
+    sizes: CartesianScale | None = None,
+    models: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     """Train the models, score them and the data, write results.json, table2.md, figures and samples.
 
     Args:
@@ -83,7 +101,8 @@ def run(out: str | Path, scale_name: str = "quick", seed: int = 0, progress: boo
         command: the command line, for provenance.
         dataset: MD data: a packed ``.npz`` or a ``boltzflow simulate`` run folder (default: the shipped set).
         sizes: explicit sizes instead of ``scale_name`` (tests).
-        models: subset of :data:`TRAINED` to train and score (default: all; ``nll_reject`` comes with ``nll``).
+        models: subset of :data:`TRAINED` to train and score (default: all;
+            ``nll_reject`` comes with ``nll``).
     """
     started = time.time()
     torch_dtype = torch.get_default_dtype()
@@ -112,7 +131,15 @@ def _run(out, scale_name, sc, seed, progress, force, command, dataset, started) 
     energy = _amber()
     rng = np.random.default_rng(seed)
     data_idx = rng.choice(len(x), size=min(sc.n_gen, len(x)), replace=False)
-    ctx = {"pairs": pairs, "st": st, "pca": pca, "ref_proj": ref_proj, "energy": energy, "sc": sc, "seed": seed}
+    ctx = {
+        "pairs": pairs,
+        "st": st,
+        "pca": pca,
+        "ref_proj": ref_proj,
+        "energy": energy,
+        "sc": sc,
+        "seed": seed,
+    }
     data_row = _score("data", aligned.xyz[data_idx], ctx, data_max=None)
     data_row.update(pca_w2=0.0, pca_w2_sd=0.0, n_params=None)
     data_max = data_row["energy_max"]
@@ -127,8 +154,15 @@ def _run(out, scale_name, sc, seed, progress, force, command, dataset, started) 
             xyz_r, acc = _sample_rejected(flow, sc.n_gen, pairs, sc.reject_r_min_nm, seed + 200, xyz)
             samples["nll_reject"] = xyz_r
             data_below = float((data_row["r_min_values"] < sc.reject_r_min_nm).mean())
-            rows.append({**_score("nll_reject", xyz_r, ctx, data_max), "n_params": n_parameters(flow),
-                         "acceptance": acc, "reject_r_min_nm": sc.reject_r_min_nm, "data_frac_below": data_below})
+            rows.append(
+                {
+                    **_score("nll_reject", xyz_r, ctx, data_max),
+                    "n_params": n_parameters(flow),
+                    "acceptance": acc,
+                    "reject_r_min_nm": sc.reject_r_min_nm,
+                    "data_frac_below": data_below,
+                }
+            )
     for name, xyz in samples.items():
         if name != "data":
             _save_samples(out, name, xyz)
@@ -138,9 +172,15 @@ def _run(out, scale_name, sc, seed, progress, force, command, dataset, started) 
         row.update({k: None for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)})
     results = {
         "models": rows,
-        "data": {"source": source, "n_frames": len(frames), "alignment": "iterative Kabsch to the mean structure "
-                 "(5 rounds from the shipped PDB)", "n_pairs": len(pairs), "reference_nm": aligned.reference,
-                 "pca_explained_variance": pca.explained_variance, "pca_space": "standardised coordinates"},
+        "data": {
+            "source": source,
+            "n_frames": len(frames),
+            "alignment": "iterative Kabsch to the mean structure (5 rounds from the shipped PDB)",
+            "n_pairs": len(pairs),
+            "reference_nm": aligned.reference,
+            "pca_explained_variance": pca.explained_variance,
+            "pca_space": "standardised coordinates",
+        },
         "config": {"scale": scale_name, "seed": seed, **dataclasses.asdict(sc)},
         "provenance": provenance(command, started),
     }
@@ -173,21 +213,35 @@ def _amber():
     from boltzflow.energies.amber import AmberEnergy
     from boltzflow.energies.openmm_system import alanine_dipeptide
 
-    # No constraints: generated samples do not keep the X-H bond lengths, so every bond gets its harmonic term.
+    # No constraints: generated samples do not keep the X-H bond lengths, so every bond gets its
+    # harmonic term.
     return AmberEnergy.from_system(alanine_dipeptide(constraints="none").system).double()
 
 
 def _loss(name: str, pairs: np.ndarray, sc: CartesianScale, steps_per_epoch: int):
-    schedules = {"penalty": P.constant(sc.lam),
-                 "anneal": P.linear_anneal(sc.lam, max(1, round(sc.anneal_zero_fraction * sc.train.epochs))),
-                 "smooth": P.constant(sc.smooth_lam)}
-    penalty = (functools.partial(P.softplus_penalty, width=sc.smooth_width_nm) if name == "smooth"
-               else P.collision_penalty)
+    schedules = {
+        "penalty": P.constant(sc.lam),
+        "anneal": P.linear_anneal(sc.lam, max(1, round(sc.anneal_zero_fraction * sc.train.epochs))),
+        "smooth": P.constant(sc.smooth_lam),
+    }
+    penalty = (
+        functools.partial(P.softplus_penalty, width=sc.smooth_width_nm)
+        if name == "smooth"
+        else P.collision_penalty
+    )
     return P.PenalisedNLL(pairs, schedules[name], sc.eps_nm, penalty, ac.to_xyz, steps_per_epoch)
 
 
-def _train(out: Path, name: str, x: np.ndarray, st: ac.Standardizer, pairs: np.ndarray, sc: CartesianScale,
-           seed: int, progress: bool):
+def _train(
+    out: Path,
+    name: str,
+    x: np.ndarray,
+    st: ac.Standardizer,
+    pairs: np.ndarray,
+    sc: CartesianScale,
+    seed: int,
+    progress: bool,
+):
     spec = realnvp_spec(sc.flow, st.loc, st.scale)
     torch.manual_seed(seed)
     flow = build_flow(spec)
@@ -198,11 +252,23 @@ def _train(out: Path, name: str, x: np.ndarray, st: ac.Standardizer, pairs: np.n
     if name != "nll" and path.exists():
         loss.start_at(int(read_checkpoint(path)["epoch"]))
     extra = {"flow_spec": spec, "system": {"name": "alanine-dipeptide-cartesian", "model": name}}
-    result = fit(flow, loss, torch.as_tensor(x, dtype=torch.float32), cfg, path, extra=extra, progress=progress,
-                 desc=f"train {name}")
-    return flow.eval(), {"best_epoch": result.best_epoch, "best_val_loss": result.best_val,
-                         "skipped_steps": result.skipped_steps, "train_seconds": result.seconds,
-                         "final_train_loss": result.history[-1]["train_loss"] if result.history else None}
+    result = fit(
+        flow,
+        loss,
+        torch.as_tensor(x, dtype=torch.float32),
+        cfg,
+        path,
+        extra=extra,
+        progress=progress,
+        desc=f"train {name}",
+    )
+    return flow.eval(), {
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val,
+        "skipped_steps": result.skipped_steps,
+        "train_seconds": result.seconds,
+        "final_train_loss": result.history[-1]["train_loss"] if result.history else None,
+    }
 
 
 @torch.no_grad()
@@ -212,8 +278,9 @@ def _sample(flow, n: int, seed: int, chunk: int = 2000) -> np.ndarray:
     return ac.to_xyz(torch.cat(parts)).numpy()
 
 
-def _sample_rejected(flow, n: int, pairs: np.ndarray, r_min: float, seed: int, first: np.ndarray,
-                     max_rounds: int = 50) -> tuple[np.ndarray, float]:
+def _sample_rejected(
+    flow, n: int, pairs: np.ndarray, r_min: float, seed: int, first: np.ndarray, max_rounds: int = 50
+) -> tuple[np.ndarray, float]:
     kept, drawn, batch = [], 0, first
     for k in range(max_rounds):
         rej = P.reject_collisions(torch.as_tensor(batch), pairs, r_min)
@@ -237,26 +304,49 @@ def _score(name: str, xyz: np.ndarray, ctx: dict[str, Any], data_max: float | No
     u_ok = u[np.isfinite(u)]
     proj = ac.pca_project(ac.standardize(xyz[finite].reshape(len(xt), -1), ctx["st"]), ctx["pca"])
     row: dict[str, Any] = {
-        "model": name, "n": int(len(xyz)), "n_nonfinite": int((~finite).sum()),
-        "min_r": float(r_min.min()), "r_min_q01": float(np.quantile(r_min, 0.01)),
-        "r_min_median": float(np.median(r_min)), "frac_r_min_below_eps": float((r_min < sc.eps_nm).mean()),
-        "lj_max": float(lj.max()), "lj_mean": float(lj.mean()), "lj_median": float(np.median(lj)),
-        "energy_mean": float(u_ok.mean()) if u_ok.size else None, "energy_median": float(np.median(u)),
-        "energy_max": float(u_ok.max()) if u_ok.size else None, "energy_n_nonfinite": int((~np.isfinite(u)).sum()),
+        "model": name,
+        "n": int(len(xyz)),
+        "n_nonfinite": int((~finite).sum()),
+        "min_r": float(r_min.min()),
+        "r_min_q01": float(np.quantile(r_min, 0.01)),
+        "r_min_median": float(np.median(r_min)),
+        "frac_r_min_below_eps": float((r_min < sc.eps_nm).mean()),
+        "lj_max": float(lj.max()),
+        "lj_mean": float(lj.mean()),
+        "lj_median": float(np.median(lj)),
+        "energy_mean": float(u_ok.mean()) if u_ok.size else None,
+        "energy_median": float(np.median(u)),
+        "energy_max": float(u_ok.max()) if u_ok.size else None,
+        "energy_n_nonfinite": int((~np.isfinite(u)).sum()),
         "penalty_eq17": float(P.collision_penalty(xt, pairs, sc.eps_nm).mean()),
         "basins": basin_populations(phi_psi(xt).numpy()),
-        "r_min_values": r_min, "pca_proj": proj,
+        "r_min_values": r_min,
+        "pca_proj": proj,
     }
     if data_max is not None:
         row["energy_frac_above_data_max"] = float(np.mean(~(u <= data_max)))
-        w2 = w2_with_floor(ctx["ref_proj"], proj, n=min(sc.w2_n, len(proj), len(ctx["ref_proj"]) // 2),
-                           draws=sc.w2_draws, generator=ctx["seed"])
-        row.update(pca_w2=w2["w2"], pca_w2_sd=w2["w2_sd"], pca_w2_floor=w2["w2_floor"],
-                   pca_w2_floor_sd=w2["w2_floor_sd"])
+        w2 = w2_with_floor(
+            ctx["ref_proj"],
+            proj,
+            n=min(sc.w2_n, len(proj), len(ctx["ref_proj"]) // 2),
+            draws=sc.w2_draws,
+            generator=ctx["seed"],
+        )
+        row.update(
+            pca_w2=w2["w2"],
+            pca_w2_sd=w2["w2_sd"],
+            pca_w2_floor=w2["w2_floor"],
+            pca_w2_floor_sd=w2["w2_floor_sd"],
+        )
     else:
         row["energy_frac_above_data_max"] = 0.0
-        w2 = w2_with_floor(ctx["ref_proj"], proj, n=min(sc.w2_n, len(ctx["ref_proj"]) // 2), draws=sc.w2_draws,
-                           generator=ctx["seed"])
+        w2 = w2_with_floor(
+            ctx["ref_proj"],
+            proj,
+            n=min(sc.w2_n, len(ctx["ref_proj"]) // 2),
+            draws=sc.w2_draws,
+            generator=ctx["seed"],
+        )
         row.update(pca_w2_floor=w2["w2_floor"], pca_w2_floor_sd=w2["w2_floor_sd"])
     return row
 
@@ -276,7 +366,9 @@ def _save_samples(out: Path, name: str, xyz: np.ndarray) -> None:
     save_npz(out / "samples" / f"{name}.npz", xyz=xyz32)
     top = mdtraj.load_topology(str(alanine_dipeptide_pdb()))
     with atomic_path(out / "samples" / f"{name}.xtc") as tmp:
-        mdtraj.Trajectory(xyz32[np.isfinite(xyz32).all(axis=(1, 2))], top).save_xtc(str(tmp), force_overwrite=True)
+        mdtraj.Trajectory(xyz32[np.isfinite(xyz32).all(axis=(1, 2))], top).save_xtc(
+            str(tmp), force_overwrite=True
+        )
 
 
 def _figures(out: Path, rows: list[dict[str, Any]], sc: CartesianScale) -> None:
@@ -284,33 +376,53 @@ def _figures(out: Path, rows: list[dict[str, Any]], sc: CartesianScale) -> None:
 
     fig = plots_cartesian.min_r_histograms({r["model"]: r["r_min_values"] for r in rows}, sc.eps_nm)
     plots.save(fig, out / "figures" / "fig4_min_r.png")
-    plots.save(plots_cartesian.pca_panels({r["model"]: r["pca_proj"] for r in rows}), out / "figures" / "fig4_pca.png")
+    plots.save(
+        plots_cartesian.pca_panels({r["model"]: r["pca_proj"] for r in rows}),
+        out / "figures" / "fig4_pca.png",
+    )
+
+
+def _paper_value(p: tuple[float, ...] | None, i: int) -> str:
+    return f" ({fmt(p[i])})" if p else ""
 
 
 def table2_markdown(results: dict[str, Any]) -> str:
     """Our Table 2 beside the paper's (paper values in parentheses), plus the remedies' rows."""
-    head = ("| model | min r [nm] (paper) | max U_LJ [kJ/mol] (paper) | mean U_LJ [kJ/mol] (paper) | PCA W2 ± sd "
-            "[floor] (paper) | AMBER E mean / median [kJ/mol] | frac E > data max | r_min < 0.17 nm | "
-            "C7eq/β, αR, αL, other |\n|" + "---|" * 9 + "\n")
+    head = (
+        "| model | min r [nm] (paper) | max U_LJ [kJ/mol] (paper) | mean U_LJ [kJ/mol] (paper) | PCA W2 ± sd "
+        "[floor] (paper) | AMBER E mean / median [kJ/mol] | frac E > data max | r_min < 0.17 nm | "
+        "C7eq/β, αR, αL, other |\n|" + "---|" * 9 + "\n"
+    )
     lines = []
     for row in results["models"]:
         p = PAPER_TABLE2.get(row["model"])
-        par = (lambda i: f" ({fmt(p[i])})") if p else (lambda i: "")  # noqa: E731
+        par = functools.partial(_paper_value, p)
         w2 = f"{fmt(row['pca_w2'])} ± {fmt(row['pca_w2_sd'])} [{fmt(row['pca_w2_floor'])}]"
         pops = ", ".join(f"{row['basins'][b]:.3f}" for b in BASINS)
-        lines.append(f"| {row['model']} | {fmt(row['min_r'])}{par(0)} | {fmt(row['lj_max'])}{par(1)} "
-                     f"| {fmt(row['lj_mean'])}{par(2)} | {w2}{par(3)} | {fmt(row['energy_mean'])} / "
-                     f"{fmt(row['energy_median'])} | {fmt(row['energy_frac_above_data_max'])} "
-                     f"| {fmt(row['frac_r_min_below_eps'])} | {pops} |")
+        lines.append(
+            f"| {row['model']} | {fmt(row['min_r'])}{par(0)} | {fmt(row['lj_max'])}{par(1)} "
+            f"| {fmt(row['lj_mean'])}{par(2)} | {w2}{par(3)} | {fmt(row['energy_mean'])} / "
+            f"{fmt(row['energy_median'])} | {fmt(row['energy_frac_above_data_max'])} "
+            f"| {fmt(row['frac_r_min_below_eps'])} | {pops} |"
+        )
     cfg = results["config"]
-    foot = (f"\nEach row is scored on {cfg['n_gen']} configurations (data: random MD frames). U_LJ is the paper's "
-            "observable (σ = 0.17 nm, ε = 1 kJ/mol over the 174 non-bonded pairs); AMBER E is the full AMBER99SB-ILDN"
-            " + OBC energy without constraints. PCA on standardised aligned coordinates, fitted on the data; W2 is "
-            f"the mean over {cfg['w2_draws']} subsample draws of {cfg['w2_n']} points, the floor in brackets is W2 "
-            "between disjoint data subsamples. Models: nll = NLL only; penalty = eq. (17) λ = "
-            f"{cfg['lam']}, ε = {cfg['eps_nm']} nm; anneal = eq. (17) with λ linearly to 0 at "
-            f"{cfg['anneal_zero_fraction']:.0%} of training; smooth = softplus hinge (width {cfg['smooth_width_nm']} nm)"
-            f" with λ = {cfg['smooth_lam']}; nll_reject = NLL samples with r_min < {cfg['reject_r_min_nm']} nm "
-            "dropped and redrawn.\n")
-    return f"# Alanine dipeptide, 66 Cartesian coordinates (paper 001 Table 2), scale {cfg['scale']}\n\n" + head + \
-        "\n".join(lines) + "\n" + foot
+    foot = (
+        f"\nEach row is scored on {cfg['n_gen']} configurations (data: random MD frames). "
+        "U_LJ is the paper's observable (σ = 0.17 nm, ε = 1 kJ/mol over the 174 non-bonded pairs); "
+        "AMBER E is the full AMBER99SB-ILDN + OBC energy without constraints. "
+        "PCA on standardised aligned coordinates, fitted on the data; "
+        f"W2 is the mean over {cfg['w2_draws']} subsample draws of {cfg['w2_n']} points, "
+        "the floor in brackets is W2 between disjoint data subsamples. "
+        f"Models: nll = NLL only; penalty = eq. (17) λ = {cfg['lam']}, ε = {cfg['eps_nm']} nm; "
+        f"anneal = eq. (17) with λ linearly to 0 at {cfg['anneal_zero_fraction']:.0%} of training; "
+        f"smooth = softplus hinge (width {cfg['smooth_width_nm']} nm) with λ = {cfg['smooth_lam']}; "
+        f"nll_reject = NLL samples with r_min < {cfg['reject_r_min_nm']} nm "
+        "dropped and redrawn.\n"
+    )
+    return (
+        f"# Alanine dipeptide, 66 Cartesian coordinates (paper 001 Table 2), scale {cfg['scale']}\n\n"
+        + head
+        + "\n".join(lines)
+        + "\n"
+        + foot
+    )

@@ -99,8 +99,8 @@ def config(scale: str) -> AlanineDihedralsConfig:
     if scale == "quick":
         return AlanineDihedralsConfig(
             n_frames=6000,
-            train_realnvp=TrainConfig(epochs=50, lr=3e-3),
-            train_spline=TrainConfig(epochs=50, lr=3e-3),
+            train_realnvp=TrainConfig(epochs=30, lr=3e-3),
+            train_spline=TrainConfig(epochs=30, lr=3e-3),
             w2_sizes=(1000,),
             w2_draws=(3,),
         )

@@ -146,8 +146,15 @@ class MixedSplineCoupling(Transform):
         activation: conditioner activation.
     """
 
-    def __init__(self, periodic: Tensor, idx_b: Tensor, hidden: Sequence[int] = (64, 64), bins: int = 8,
-                 tail_bound: float = 5.0, activation: str = "silu") -> None:
+    def __init__(
+        self,
+        periodic: Tensor,
+        idx_b: Tensor,
+        hidden: Sequence[int] = (64, 64),
+        bins: int = 8,
+        tail_bound: float = 5.0,
+        activation: str = "silu",
+    ) -> None:
         super().__init__()
         periodic = torch.as_tensor(periodic, dtype=torch.bool)
         idx_b = torch.as_tensor(idx_b, dtype=torch.long)
@@ -176,7 +183,9 @@ class MixedSplineCoupling(Transform):
             p = spline_parameters(raw[..., :k], raw[..., k : 2 * k], raw[..., 2 * k : 3 * k], circular=True)
             return p, raw[..., 3 * k]
         b = self.tail_bound
-        p = spline_parameters(raw[..., :k], raw[..., k : 2 * k], raw[..., 2 * k :], low=-b, high=b, circular=False)
+        p = spline_parameters(
+            raw[..., :k], raw[..., k : 2 * k], raw[..., 2 * k :], low=-b, high=b, circular=False
+        )
         return p, None
 
     def _spline(self, v: Tensor, p, inverse: bool) -> tuple[Tensor, Tensor]:
@@ -207,8 +216,15 @@ def coupling_groups(ic: InternalCoordinates) -> list[Tensor]:
     return [g.clone() for g in groups if g.numel() > 0]
 
 
-def ic_spline_flow(zmatrix: ZMatrix, stats: ICStats, n_layers: int = 4, bins: int = 8,
-                   hidden: Sequence[int] = (128, 128), tail_bound: float = 5.0, activation: str = "silu") -> Flow:
+def ic_spline_flow(
+    zmatrix: ZMatrix,
+    stats: ICStats,
+    n_layers: int = 4,
+    bins: int = 8,
+    hidden: Sequence[int] = (128, 128),
+    tail_bound: float = 5.0,
+    activation: str = "silu",
+) -> Flow:
     """Spline flow latent (d = 3n - 6) -> flattened Cartesian positions (3n, nm), see the module docstring.
 
     Args:
@@ -233,15 +249,33 @@ def ic_spline_flow(zmatrix: ZMatrix, stats: ICStats, n_layers: int = 4, bins: in
     return Flow(ICBase(periodic), Compose(layers))
 
 
-def ic_spline_spec(zmatrix: ZMatrix, stats: ICStats, n_layers: int = 4, bins: int = 8,
-                   hidden: Sequence[int] = (128, 128), tail_bound: float = 5.0, activation: str = "silu",
-                   **info: Any) -> dict[str, Any]:
+def ic_spline_spec(
+    zmatrix: ZMatrix,
+    stats: ICStats,
+    n_layers: int = 4,
+    bins: int = 8,
+    hidden: Sequence[int] = (128, 128),
+    tail_bound: float = 5.0,
+    activation: str = "silu",
+    **info: Any,
+) -> dict[str, Any]:
     """JSON-able spec of :func:`ic_spline_flow` (kind ``"ic_spline"``); ``info`` is stored as is (molecule)."""
-    config = {"zmatrix": np.asarray(zmatrix.rows).tolist(), "n_layers": n_layers, "bins": bins,
-              "hidden": list(hidden), "tail_bound": tail_bound, "activation": activation}
+    config = {
+        "zmatrix": np.asarray(zmatrix.rows).tolist(),
+        "n_layers": n_layers,
+        "bins": bins,
+        "hidden": list(hidden),
+        "tail_bound": tail_bound,
+        "activation": activation,
+    }
     as_list = lambda v: [float(a) for a in torch.as_tensor(v).flatten()]  # noqa: E731
-    return {"kind": "ic_spline", "config": config, "loc": as_list(stats.loc), "scale": as_list(stats.scale),
-            **({"info": info} if info else {})}
+    return {
+        "kind": "ic_spline",
+        "config": config,
+        "loc": as_list(stats.loc),
+        "scale": as_list(stats.scale),
+        **({"info": info} if info else {}),
+    }
 
 
 def build_ic_spline(config: dict[str, Any], loc: Any, scale: Any) -> Flow:

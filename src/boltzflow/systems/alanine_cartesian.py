@@ -1,10 +1,10 @@
-"""Alanine dipeptide in 66 Cartesian coordinates (paper 001 §6.3): alignment, standardisation, pairs, observables.
+"""Alanine dipeptide in 66 Cartesian coordinates (paper 001 §6.3): alignment, standardisation, pairs, LJ.
 
-Data recipe: every frame is Kabsch-aligned (proper rotations, centroids matched) to the *mean structure*, found
-by iterative alignment that starts from the shipped PDB structure (a fixed reference, so the result does not
-depend on how the input frames are oriented), then flattened to 66 numbers in nm. The flow models standardised
-coordinates (zero mean, unit variance per coordinate) through a fixed Affine de-standardisation, so everything
-outside the flow (distances, energies) is in nm and kJ/mol.
+Data recipe: every frame is Kabsch-aligned (proper rotations, centroids matched) to the *mean structure*,
+found by iterative alignment that starts from the shipped PDB structure (a fixed reference, so the result
+does not depend on how the input frames are oriented), then flattened to 66 numbers in nm. The flow models
+standardised coordinates (zero mean, unit variance per coordinate) through a fixed Affine
+de-standardisation, so everything outside the flow (distances, energies) is in nm and kJ/mol.
 
 The non-bonded pair set P is every atom pair not joined by one or two bonds in the topology's bond graph (1-4
 pairs are included): 174 pairs for the 22-atom molecule. The paper's Lennard-Jones observable uses one
@@ -102,7 +102,9 @@ def nonbonded_pairs() -> np.ndarray:
     """The pair set P of eq. (17) for alanine dipeptide: shape (174, 2), int64 (1-4 pairs included)."""
     pairs = bond_graph_pairs(np.asarray(topology_bonds()), N_ATOMS)
     if len(pairs) != N_NONBONDED_PAIRS:
-        raise ValueError(f"expected {N_NONBONDED_PAIRS} non-bonded pairs, found {len(pairs)}; is the PDB intact?")
+        raise ValueError(
+            f"expected {N_NONBONDED_PAIRS} non-bonded pairs, found {len(pairs)}; is the PDB intact?"
+        )
     return pairs
 
 
@@ -178,7 +180,10 @@ def min_distance(x: Tensor, pairs: Tensor | np.ndarray) -> Tensor:
 
 
 def paper_lj_energy(
-    x: Tensor, pairs: Tensor | np.ndarray, sigma: float = PAPER_LJ_SIGMA_NM, epsilon: float = PAPER_LJ_EPSILON_KJ
+    x: Tensor,
+    pairs: Tensor | np.ndarray,
+    sigma: float = PAPER_LJ_SIGMA_NM,
+    epsilon: float = PAPER_LJ_EPSILON_KJ,
 ) -> Tensor:
     """The paper's Lennard-Jones observable: sum over pairs of 4ε[(σ/r)^12 - (σ/r)^6].
 

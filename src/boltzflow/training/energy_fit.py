@@ -25,7 +25,9 @@ from boltzflow.training.losses import EnergyFn, LossFn, force_matching, nll, rev
 def pack_forces(x: Tensor, forces_kt: Tensor) -> Tensor:
     """Training rows ``[x | f]`` of shape (n, 2D) from positions (n, D) and forces (n, D) in kT per unit of x."""
     if x.shape != forces_kt.shape or x.ndim != 2:
-        raise ValueError(f"x and forces_kt must both be (n, D), got {tuple(x.shape)} and {tuple(forces_kt.shape)}")
+        raise ValueError(
+            f"x and forces_kt must both be (n, D), got {tuple(x.shape)} and {tuple(forces_kt.shape)}"
+        )
     return torch.cat([x, forces_kt], dim=-1)
 
 
@@ -85,7 +87,9 @@ class BGSamples(NamedTuple):
 
 
 @torch.no_grad()
-def bg_samples(flow: Flow, energy: EnergyFn, n: int, generator: torch.Generator, chunk_size: int = 10_000) -> BGSamples:
+def bg_samples(
+    flow: Flow, energy: EnergyFn, n: int, generator: torch.Generator, chunk_size: int = 10_000
+) -> BGSamples:
     """Draw ``n`` flow samples in chunks with their energies and log importance weights.
 
     Args:

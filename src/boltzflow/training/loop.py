@@ -97,7 +97,7 @@ def fit(
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "history": [], "best_val": math.inf, "best_epoch": -1, "best_model": None, "skipped": 0}
     if checkpoint is not None and Path(checkpoint).exists():
-        state = _resume(checkpoint, flow, opt, gen, cfg)
+        state = _resume(checkpoint, flow, opt, gen, cfg, extra.get("flow_spec"))
     t0 = time.perf_counter()
     bar = tqdm(range(state["epoch"], cfg.epochs), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
@@ -174,11 +174,13 @@ def _save(path: str | Path, flow: Flow, opt: torch.optim.Optimizer, gen: torch.G
 
 
 def _resume(path: str | Path, flow: Flow, opt: torch.optim.Optimizer, gen: torch.Generator,
-            cfg: TrainConfig) -> dict[str, Any]:
+            cfg: TrainConfig, flow_spec: dict[str, Any] | None) -> dict[str, Any]:
     ckpt = read_checkpoint(path)
     saved = ckpt.get("train_config")
     if saved is None or "optimizer" not in ckpt:
         raise BoltzflowError(f"{path} holds no training state to resume from")
+    if flow_spec is not None and ckpt.get("flow_spec") != flow_spec:
+        raise BoltzflowError(f"checkpoint {path} holds a different flow architecture; use a new output folder")
     differs = {k for k, v in asdict(cfg).items() if saved.get(k) != v and k != "epochs"}
     if differs:
         raise BoltzflowError(

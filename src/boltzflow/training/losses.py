@@ -107,7 +107,9 @@ def force_matching(flow: Flow, x: Tensor, forces_kt: Tensor, create_graph: bool 
             evaluation only.
     """
     if x.shape != forces_kt.shape:
-        raise ValueError(f"x and forces_kt must have the same shape, got {tuple(x.shape)} and {tuple(forces_kt.shape)}")
+        raise ValueError(
+            f"x and forces_kt must have the same shape, got {tuple(x.shape)} and {tuple(forces_kt.shape)}"
+        )
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         log_q = flow.log_prob(x)

@@ -1,0 +1,137 @@
+"""Boltzmann-generator mode: mixed objectives, exact reweighting, data handling and the two experiments."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from boltzflow.eval.weights import reweight
+from boltzflow.flows.base import StandardNormal
+from boltzflow.flows.core import Affine
+from boltzflow.flows.flow import Flow
+from boltzflow.training.energy_fit import bg_samples, mixed_objective, pack_forces
+from boltzflow.training.losses import force_matching, nll, reverse_kl
+
+
+def gaussian_flow(loc, scale) -> Flow:
+    return Flow(StandardNormal(len(loc)), Affine(torch.as_tensor(loc), torch.as_tensor(scale)))
+
+
+def gaussian_u(x, m=1.0, s=0.5):
+    return (((x - m) / s) ** 2).sum(-1) / 2
+
+
+def test_reweighting_a_wrong_flow_recovers_the_target_mean():
+    flow = gaussian_flow([0.0, 0.0], [1.0, 1.0])  # q = N(0, I), target N(1, 0.25 I)
+    s = bg_samples(flow, gaussian_u, 40_000, torch.Generator().manual_seed(0), chunk_size=7000)
+    assert s.x.shape == (40_000, 2) and not s.x.requires_grad
+    torch.testing.assert_close(s.log_w, -gaussian_u(s.x) - flow.log_prob(s.x))
+    est = reweight(s.x, s.log_w)
+    assert (est.mean - 1.0).abs().max() < 4 * est.stderr.max()
+    assert float(s.x.mean(0).abs().max()) < 0.05  # unweighted, the samples sit at the flow's mean
+
+
+def test_mixed_objective_is_the_weighted_sum():
+    flow = gaussian_flow([0.3, -0.2], [0.8, 1.1])
+    x = torch.randn(64, 2)
+    f = -(x - 1.0) / 0.25
+    loss = mixed_objective(gaussian_u, 0.5, 0.25, 0.25, kl_batch=50, dim=2)
+    torch.manual_seed(7)
+    value = loss(flow, pack_forces(x, f))
+    torch.manual_seed(7)
+    kl = reverse_kl(flow, gaussian_u, 50)
+    expected = 0.5 * nll(flow, x) + 0.25 * kl + 0.25 * force_matching(flow, x, f)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(mixed_objective(None, 1.0)(flow, x), nll(flow, x))
+
+
+def test_mixed_objective_validates():
+    with pytest.raises(ValueError, match="energy"):
+        mixed_objective(None, 1.0, 0.5)
+    with pytest.raises(ValueError, match="dim"):
+        mixed_objective(gaussian_u, 1.0, 0.0, 0.5)
+    with pytest.raises(ValueError, match="same shape|both be"):
+        pack_forces(torch.zeros(3, 2), torch.zeros(3, 3))
+
+
+def test_split_by_replica_holds_out_the_end_of_each_replica():
+    from boltzflow.experiments.alanine_bg import split_by_replica
+
+    replica = np.repeat([0, 1, 2], 10)
+    train, test = split_by_replica(replica, 0.2)
+    assert sorted(test.tolist()) == [8, 9, 18, 19, 28, 29]
+    assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == 30
+
+
+def test_constrained_bonds_get_harmonic_lengths():
+    from boltzflow.energies.openmm_system import alanine_dipeptide, kt_kj_per_mol
+    from boltzflow.experiments.alanine_bg import unconstrain_bonds
+    from boltzflow.flows.internal import InternalCoordinates
+    from boltzflow.flows.zmatrix import build_zmatrix
+
+    mol = alanine_dipeptide(constraints="none")
+    ic = InternalCoordinates(build_zmatrix(mol.topology))
+    q = ic.inverse(torch.as_tensor(mol.positions).flatten()[None])[0].repeat(4000, 1)
+    q[:, ic.bond_idx[0]] += 0.003 * torch.randn(4000)  # one free bond; all others look constrained
+    new, fixed = unconstrain_bonds(q, ic, mol.system, np.random.default_rng(0))
+    assert len(fixed) == ic.bond_idx.numel() - 1
+    torch.testing.assert_close(new[:, ic.bond_idx[0]], q[:, ic.bond_idx[0]])
+    torch.testing.assert_close(new[:, ic.angle_idx], q[:, ic.angle_idx])
+    # an X-H bond: std sqrt(kT / k) with the force field's k (about 0.004 nm at 300 K)
+    rows = ic.zmatrix.rows
+    names = [a.element.symbol for a in mol.topology.atoms()]
+    r = next(r for r in range(2, len(rows)) if "H" in (names[rows[r, 0]], names[rows[r, 1]]))
+    std = float(new[:, ic.bond_idx[r - 1]].std())
+    assert 0.002 < std < 0.006
+    k_ch = 284512.0  # amber99 CT-HC bond constant, kJ/mol/nm^2 (ignored if this bond is of another type)
+    if names[rows[r, 1]] == "C":
+        assert std == pytest.approx(math.sqrt(kt_kj_per_mol(300.0) / k_ch), rel=0.1)
+
+
+def test_two_particle_bg_smoke(tmp_path):
+    from boltzflow.experiments.two_particle_bg import run
+
+    res = run(tmp_path / "tp", "smoke", seed=0, progress=False)
+    saved = json.loads((tmp_path / "tp" / "results.json").read_text())
+    for key in ("mean_r_bg", "mean_r_bg_err", "mean_r_quadrature", "ess_fraction", "acceptance_rate"):
+        assert key in saved and saved[key] is not None
+    assert 0 < res["ess_fraction"] <= 1 and 0 <= res["acceptance_rate"] <= 1
+    assert abs(res["mean_r_bg"] - res["mean_r_quadrature"]) < 0.3  # a 3-epoch flow: only a sanity bound
+    assert (tmp_path / "tp" / "checkpoints" / "bg.pt").is_file()
+
+
+def test_alanine_bg_smoke(tmp_path):
+    from boltzflow.energies.openmm_system import alanine_dipeptide
+    from boltzflow.experiments.alanine_bg import run
+    from boltzflow.flows.ic_flow import build_ic_spline
+    from boltzflow.training.checkpoint import read_checkpoint
+
+    xyz = np.repeat(alanine_dipeptide().positions[None], 400, axis=0)
+    xyz = xyz + 0.002 * np.random.default_rng(0).standard_normal(
+        xyz.shape
+    )  # a blurred structure, unconstrained
+    np.savez(tmp_path / "data.npz", xyz=xyz, replica=np.repeat([0, 1], 200))
+    res = run(tmp_path / "ala", "smoke", seed=0, progress=False, data_path=tmp_path / "data.npz")
+    keys = [
+        "nll_test",
+        "ess_fraction",
+        "n_samples",
+        "acceptance_rate",
+        "alpha_l_population_data",
+        "alpha_l_population_umbrella",
+        "alpha_l_population_umbrella_err",
+        "alpha_l_population_bg",
+        "train_seconds",
+    ]
+    saved = json.loads((tmp_path / "ala" / "results.json").read_text())
+    assert all(k in saved for k in keys) and math.isfinite(res["nll_test"])
+    ckpt = read_checkpoint(tmp_path / "ala" / "checkpoints" / "bg.pt")
+    spec = ckpt["flow_spec"]
+    assert spec["kind"] == "ic_spline" and spec["info"]["molecule"] == "alanine_dipeptide"
+    flow = build_ic_spline(spec["config"], spec["loc"], spec["scale"]).float()
+    flow.load_state_dict(ckpt["model"])
+    assert flow.sample(3).x.shape == (3, 66)
+    for name in ("free_energy_phi_psi.png", "free_energy_phi.png", "energy_histograms.png"):
+        assert (tmp_path / "ala" / "figures" / name).is_file()
