@@ -14,6 +14,7 @@ from boltzflow.flows.ic_flow import (
     ic_spline_flow,
     ic_spline_spec,
     ic_statistics,
+    sibling_torsions,
 )
 from boltzflow.flows.internal import InternalCoordinates
 from boltzflow.flows.zmatrix import build_zmatrix
@@ -37,6 +38,22 @@ def molecule_flow(seed: int = 0, n_layers: int = 2):
         for p in flow.parameters():
             p.copy_(0.15 * torch.randn(p.shape, generator=gen))  # non-trivial but well conditioned
     return flow, zm, periodic
+
+
+def test_narrow_torsions_are_scaled_charts_with_exact_logdets():
+    flow, zm, periodic = molecule_flow()
+    std = flow.transform.transforms[-2]
+    scale = torch.exp(std.log_scale).where(~periodic, torch.ones_like(std.loc))
+    scale[torch.nonzero(periodic).flatten()[0]] = 0.2  # one narrow torsion
+    narrow = ic_spline_flow(zm, ICStats(std.loc, scale), n_layers=1, bins=5, hidden=(16,)).double()
+    with torch.no_grad():
+        for p in narrow.parameters():
+            p.copy_(0.15 * torch.randn(p.shape, generator=torch.Generator().manual_seed(9)))
+    assert int(narrow.base.periodic.sum()) == int(periodic.sum()) - 1
+    z = narrow.base.sample(4, torch.Generator().manual_seed(1))
+    check_transform(latent_part(narrow), z, atol=1e-8)
+    s = narrow.sample(20, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(narrow.log_prob(s.x), s.log_prob, atol=1e-8, rtol=0)
 
 
 def latent_part(flow):
@@ -113,7 +130,11 @@ def test_statistics_use_circular_means():
     )
     stats = ic_statistics(q, periodic)
     assert abs(abs(float(stats.loc[1])) - math.pi) < 1e-12
-    assert float(stats.loc[0]) == pytest.approx(0.2) and float(stats.scale[1]) == 1.0
+    assert float(stats.loc[0]) == pytest.approx(0.2)
+    r = math.hypot(float(torch.sin(q[:, 1]).mean()), float(torch.cos(q[:, 1]).mean()))
+    assert float(stats.scale[1]) == pytest.approx(math.sqrt(-2 * math.log(r)))  # narrow: modelled on the line
+    wide = ic_statistics(torch.tensor([[0.0, -2.0], [0.1, 0.0], [0.2, 2.0], [0.3, 3.0]]), periodic)
+    assert float(wide.scale[1]) == 1.0
     with pytest.raises(ValueError):
         ic_statistics(q[:1], periodic)
 
@@ -136,3 +157,21 @@ def test_bad_inputs_raise():
         MixedSplineCoupling(periodic, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="stats must have shape"):
         ic_spline_flow(build_zmatrix(BRANCHED, 6), ICStats(torch.zeros(3), torch.ones(3)))
+
+
+def test_sibling_torsions_are_relative_and_round_trip():
+    zm = build_zmatrix([(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (4, 6), (4, 7)], 8)  # a methyl group on 4
+    rel = sibling_torsions(zm)
+    rows = {int(r[0]): tuple(int(v) for v in r[1:]) for r in rel.rows}
+    old = {int(r[0]): tuple(int(v) for v in r[1:]) for r in zm.rows}
+    siblings = [a for a in rows if a in old and old[a][:2] == rows[a][:2] and old[a][2] != rows[a][2]]
+    assert sorted(siblings) == [6, 7]
+    for a in siblings:  # the torsion partner is now an earlier atom placed from the same (j, k)
+        h = rows[a][2]
+        assert rows[h][:2] == rows[a][:2]
+    ic = InternalCoordinates(rel)
+    x = torch.randn(5, 24) * 0.1
+    q, _ = ic.inverse(x)
+    x_back, _ = ic.forward(q)
+    q_back, _ = ic.inverse(x_back)
+    torch.testing.assert_close(q_back, q)

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "reproduce": "boltzflow.commands.reproduce",
     "simulate": "boltzflow.commands.simulate",
     "energy": "boltzflow.commands.energy",
+    "umbrella": "boltzflow.commands.umbrella",
 }
 
 

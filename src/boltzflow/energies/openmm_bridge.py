@@ -181,7 +181,7 @@ class OpenMMEnergy(Energy):
         except EOFError:
             _shutdown(self._workers, self._conns)
             raise RuntimeError(
-                "an OpenMM worker process died; create a new OpenMMEnergy (a script that starts workers needs "
+                "an OpenMM worker process died; create a new OpenMMEnergy (a script starting workers needs "
                 "an `if __name__ == '__main__':` guard)"
             ) from None
 

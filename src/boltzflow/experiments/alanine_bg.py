@@ -39,7 +39,7 @@ from boltzflow.energies.openmm_system import alanine_dipeptide, kt_kj_per_mol
 from boltzflow.errors import BoltzflowError
 from boltzflow.eval.weights import reweight, weight_summary
 from boltzflow.experiments.common import prepare_out_dir, provenance
-from boltzflow.flows.ic_flow import ic_spline_flow, ic_spline_spec, ic_statistics
+from boltzflow.flows.ic_flow import ic_spline_flow, ic_spline_spec, ic_statistics, sibling_torsions
 from boltzflow.flows.internal import InternalCoordinates
 from boltzflow.flows.realnvp import n_parameters
 from boltzflow.flows.zmatrix import build_zmatrix
@@ -89,11 +89,11 @@ def scale(name: str) -> AlanineBGScale:
             n_layers=2,
             bins=8,
             hidden=[64, 64],
-            nll=TrainConfig(epochs=10, batch_size=256, lr=2e-3),
-            mixed=TrainConfig(epochs=2, batch_size=256, lr=1e-4, lr_schedule="constant", val_fraction=0.05),
+            nll=TrainConfig(epochs=30, batch_size=256, lr=2e-3),
+            mixed=TrainConfig(epochs=4, batch_size=256, lr=1e-4, lr_schedule="constant", val_fraction=0.05),
             kl_batch=128,
-            n_samples=10_000,
-            mh_steps=9_999,
+            n_samples=20_000,
+            mh_steps=19_999,
         )
     if name == "smoke":  # seconds: for tests only
         return AlanineBGScale(
@@ -127,7 +127,7 @@ def run(
     out = prepare_out_dir(out, force)
     mol = alanine_dipeptide(solvent="obc", constraints="none")
     energy = AmberEnergy.from_system(mol.system, TEMPERATURE_KELVIN)
-    ic = InternalCoordinates(build_zmatrix(mol.topology))
+    ic = InternalCoordinates(sibling_torsions(build_zmatrix(mol.topology)))
     data = _load(data_path)
     train_idx, test_idx = split_by_replica(data["replica"], sc.test_fraction)
     gen = np.random.default_rng(seed)

@@ -1,15 +1,16 @@
 """A spline flow on the internal coordinates of a molecule (Boltzmann-generator architecture, paper 004 §6.3).
 
 Latent space (dimension d = 3n - 6, laid out like :class:`~boltzflow.flows.internal.InternalCoordinates`):
-bonds and angles are standard normal, torsions uniform on [-pi, pi). The transform, latent -> Cartesian:
+bonds, angles and *narrow* torsions (circular spread < 0.6 rad in the data, see :func:`ic_statistics`) are
+standard normal, the other torsions uniform on [-pi, pi). The transform, latent -> Cartesian:
 
-1. ``n_layers`` blocks of :class:`MixedSplineCoupling`, each block transforming in turn the even torsions, the
-   odd torsions, the bonds and the angles, every group conditioned on all the others (torsions enter the
-   conditioner as (cos, sin), bonds and angles as their standardised values). Torsions go through circular
-   rational-quadratic splines plus a conditional rotation (diffeomorphisms of the circle, so periodicity is
-   kept); bonds and angles through RQ splines on ``[-tail_bound, tail_bound]`` with linear tails.
+1. ``n_layers`` blocks of :class:`MixedSplineCoupling`, each block transforming in turn the even and the odd
+   periodic torsions, the narrow torsions, the bonds and the angles, every group conditioned on all the others
+   (periodic torsions enter the conditioner as (cos, sin), the rest as standardised values). Periodic torsions
+   go through circular rational-quadratic splines plus a conditional rotation (diffeomorphisms of the circle,
+   so periodicity is kept); the other entries through RQ splines on ``[-tail_bound, tail_bound]`` with linear tails.
 2. :class:`ICStandardize`: fixed de-standardisation with data statistics, ``b = mean + std * z`` for bonds and
-   angles, ``t = wrap(z + circular mean)`` for torsions.
+   angles, ``t = wrap(circular mean + spread * z)`` for torsions (spread 1 for the periodic ones).
 3. :class:`~boltzflow.flows.internal.InternalCoordinates` (no rigid frame): internal vector -> flattened
    Cartesian positions, shape (..., 3n), nm.
 
@@ -56,20 +57,34 @@ class ICStats(NamedTuple):
     scale: Tensor
 
 
-def ic_statistics(q: Tensor, periodic: Tensor, min_scale: float = 1e-4) -> ICStats:
+def ic_statistics(
+    q: Tensor, periodic: Tensor, min_scale: float = 1e-4, max_linear_std: float = 0.6
+) -> ICStats:
     """Statistics for :class:`ICStandardize` from internal coordinates of data.
+
+    Torsions whose circular standard deviation ``sqrt(-2 ln R)`` (R the mean resultant length) is below
+    ``max_linear_std`` are *narrow*: they get ``scale`` = that spread and are modelled on the line, centred on
+    their circular mean (the Gaussian latent mass beyond ±pi, i.e. beyond ±pi/scale standard deviations, is
+    < 1e-7 for the default and is neglected). The other torsions keep ``scale = 1`` exactly and are modelled
+    on the circle. So a torsion is periodic in the flow iff its scale is 1.
 
     Args:
         q: internal coordinates, shape (m, d), nm and radians.
         periodic: bool mask of the torsions, shape (d,).
         min_scale: floor of the standard deviations (e.g. for bonds held fixed by constraints in the data).
+        max_linear_std: spread (rad, < 1) under which a torsion is modelled on the line.
     """
     if q.ndim != 2 or q.shape[0] < 2 or not torch.isfinite(q).all():
         raise ValueError(f"need finite internal coordinates of shape (m >= 2, d), got {tuple(q.shape)}")
+    if not 0 <= max_linear_std < 1:
+        raise ValueError(f"max_linear_std must be in [0, 1) rad, got {max_linear_std}")
     periodic = torch.as_tensor(periodic, dtype=torch.bool)
-    circ = torch.atan2(torch.sin(q).mean(0), torch.cos(q).mean(0))
-    loc = torch.where(periodic, circ, q.mean(0))
+    sin, cos = torch.sin(q).mean(0), torch.cos(q).mean(0)
+    circ_std = torch.sqrt(-2 * torch.log(torch.sqrt(sin**2 + cos**2).clamp(1e-12, 1.0)))
+    narrow = periodic & (circ_std < max_linear_std)
+    loc = torch.where(periodic, torch.atan2(sin, cos), q.mean(0))
     scale = torch.where(periodic, torch.ones_like(loc), q.std(0).clamp_min(min_scale))
+    scale = torch.where(narrow, circ_std.clamp_min(min_scale), scale)
     return ICStats(loc, scale)
 
 
@@ -103,11 +118,14 @@ class ICBase(nn.Module):
 
 
 class ICStandardize(Transform):
-    """Fixed map ``x = loc + scale * z`` (non-periodic entries), ``x = wrap(z + loc)`` (periodic entries).
+    """Fixed map ``x = loc + scale * z``, wrapped to [-pi, pi) on the angular (torsion) entries.
+
+    The inverse is ``z = (x - loc) / scale``, with ``x - loc`` wrapped on the angular entries; for wide
+    torsions (scale 1) this is a rotation of the circle, for narrow ones a centred, scaled chart.
 
     Args:
         stats: :class:`ICStats` (loc and scale, shape (d,)).
-        periodic: bool mask, shape (d,).
+        periodic: bool mask of the angular entries (torsions), shape (d,).
     """
 
     def __init__(self, stats: ICStats, periodic: Tensor) -> None:
@@ -118,14 +136,15 @@ class ICStandardize(Transform):
             raise ValueError("ICStandardize scale must be positive")
         self.register_buffer("periodic", periodic)
         self.register_buffer("loc", torch.as_tensor(stats.loc))
-        self.register_buffer("log_scale", torch.where(periodic, torch.zeros_like(scale), torch.log(scale)))
+        self.register_buffer("log_scale", torch.log(scale))
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.where(self.periodic, wrap(z + self.loc), self.loc + z * torch.exp(self.log_scale))
-        return x, self.log_scale.sum().expand(z.shape[:-1])
+        x = self.loc + z * torch.exp(self.log_scale)
+        return torch.where(self.periodic, wrap(x), x), self.log_scale.sum().expand(z.shape[:-1])
 
     def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        z = torch.where(self.periodic, wrap(x - self.loc), (x - self.loc) * torch.exp(-self.log_scale))
+        d = x - self.loc
+        z = torch.where(self.periodic, wrap(d), d) * torch.exp(-self.log_scale)
         return z, (-self.log_scale.sum()).expand(x.shape[:-1])
 
 
@@ -209,10 +228,42 @@ class MixedSplineCoupling(Transform):
         return x.index_copy(-1, self.idx_b, zb), logdet.sum(-1)
 
 
-def coupling_groups(ic: InternalCoordinates) -> list[Tensor]:
-    """The groups transformed in turn within a block: even torsions, odd torsions, bonds, angles (non-empty)."""
+def sibling_torsions(zmatrix: ZMatrix) -> ZMatrix:
+    """Re-reference the torsions of sibling atoms to the first sibling (bgflow-style "relative" torsions).
+
+    Atoms placed from the same bond and angle partners ``(j, k)`` (e.g. the three hydrogens of a methyl group,
+    or the substituents of a chiral centre) all get torsions about the same ``j-k`` axis that rotate together.
+    Defining every later sibling's torsion against the first sibling (``i-j-k-first``) turns those into nearly
+    constant offsets (about ±120°), which a coupling flow learns far more easily than a sharp joint
+    distribution of co-rotating angles. The first sibling keeps its original torsion partner.
+
+    Args:
+        zmatrix: any valid Z-matrix.
+
+    Returns:
+        a Z-matrix placing the same atoms from the same bond and angle partners.
+    """
+    rows = np.array(zmatrix.rows, copy=True)
+    first: dict[tuple[int, int], int] = {}
+    for r in range(3, len(rows)):
+        atom, j, k, _ = (int(v) for v in rows[r])
+        if (j, k) in first:
+            rows[r, 3] = first[(j, k)]
+        else:
+            first[(j, k)] = atom
+    return ZMatrix(rows)
+
+
+def coupling_groups(ic: InternalCoordinates, periodic: Tensor) -> list[Tensor]:
+    """Groups transformed in turn within a block: even and odd periodic torsions, narrow torsions, bonds, angles.
+
+    Args:
+        ic: the internal-coordinate layout.
+        periodic: bool mask of the torsions modelled on the circle, shape (d,).
+    """
     t = ic.torsion_idx
-    groups = [t[0::2], t[1::2], ic.bond_idx, ic.angle_idx]
+    wide, narrow = t[periodic[t]], t[~periodic[t]]
+    groups = [wide[0::2], wide[1::2], narrow, ic.bond_idx, ic.angle_idx]
     return [g.clone() for g in groups if g.numel() > 0]
 
 
@@ -237,15 +288,16 @@ def ic_spline_flow(
         activation: conditioner activation.
     """
     ic = InternalCoordinates(zmatrix)
-    periodic = torch.zeros(ic.dim, dtype=torch.bool)
-    periodic[ic.periodic_idx] = True
+    angular = torch.zeros(ic.dim, dtype=torch.bool)
+    angular[ic.periodic_idx] = True
     if stats.loc.shape != (ic.dim,) or stats.scale.shape != (ic.dim,):
         raise ValueError(f"stats must have shape ({ic.dim},) for this Z-matrix, got {tuple(stats.loc.shape)}")
+    periodic = angular & (torch.as_tensor(stats.scale) == 1.0)  # wide torsions (see ic_statistics)
     layers: list[Transform] = []
     for _ in range(n_layers):
-        for group in coupling_groups(ic):
+        for group in coupling_groups(ic, periodic):
             layers.append(MixedSplineCoupling(periodic, group, hidden, bins, tail_bound, activation))
-    layers += [ICStandardize(stats, periodic), ic]
+    layers += [ICStandardize(stats, angular), ic]
     return Flow(ICBase(periodic), Compose(layers))
 
 

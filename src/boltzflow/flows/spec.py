@@ -26,9 +26,16 @@ def _build_circular_spline(config: dict[str, Any], loc: Any, scale: Any) -> Flow
     return circular_spline_flow(**config)
 
 
+def _build_ic_spline(config: dict[str, Any], loc: Any, scale: Any) -> Flow:
+    from boltzflow.flows.ic_flow import build_ic_spline
+
+    return build_ic_spline(config, loc, scale)
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any], Any, Any], Flow]] = {
     "realnvp": _build_realnvp,
     "circular_spline": _build_circular_spline,
+    "ic_spline": _build_ic_spline,
 }
 
 
