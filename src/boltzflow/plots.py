@@ -61,7 +61,8 @@ def dynamics(x_real: np.ndarray, x_gen: np.ndarray, x1_real: np.ndarray, x1_gen:
         ax.set_ylim(-1.6, 1.6)
         ax.set_aspect("equal")
     axes[0, 1].legend(markerscale=4, fontsize=8)
-    for ax, x1, title in ((axes[1, 0], x1_real, "(c) overdamped Langevin"), (axes[1, 1], x1_gen, "(d) flow + latent OU")):
+    panels = ((axes[1, 0], x1_real, "(c) overdamped Langevin"), (axes[1, 1], x1_gen, "(d) flow + latent OU"))
+    for ax, x1, title in panels:
         ax.plot(np.arange(len(x1)) * dt, x1, lw=0.5)
         ax.set_title(title)
         ax.set_xlabel("time")

@@ -9,7 +9,9 @@ from torch import nn
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
 
 
-def mlp(d_in: int, d_out: int, hidden: Sequence[int], activation: str = "silu", zero_last: bool = True) -> nn.Sequential:
+def mlp(
+    d_in: int, d_out: int, hidden: Sequence[int], activation: str = "silu", zero_last: bool = True
+) -> nn.Sequential:
     """A plain MLP ``d_in -> hidden... -> d_out``.
 
     Args:

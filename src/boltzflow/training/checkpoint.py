@@ -32,7 +32,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # truncated/corrupt files raise many different errors
-        raise BoltzflowError(f"cannot read checkpoint {path}: {type(err).__name__} (file corrupt or truncated?)") from None
+        kind = type(err).__name__
+        raise BoltzflowError(f"cannot read checkpoint {path}: {kind} (file corrupt or truncated?)") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "flow_spec" not in ckpt or "model" not in ckpt:
         raise BoltzflowError(f"{path} is not a boltzflow checkpoint (expected format {FORMAT})")
     return ckpt
