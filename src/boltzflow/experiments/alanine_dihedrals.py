@@ -88,7 +88,7 @@ class AlanineDihedralsConfig:
     train_spline: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, lr=2e-3))
     n_gen: int | None = None
     w2_sizes: tuple[int, ...] = (1000, 10_000)
-    w2_draws: tuple[int, ...] = (5, 2)
+    w2_draws: tuple[int, ...] = (20, 2)
     hist_bins: int = 60
 
 
