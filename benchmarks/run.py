@@ -45,13 +45,9 @@ def load(path: Path) -> Callable[..., str]:
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from boltzflow.experiments.common import cpu_model
+
+    return cpu_model()
 
 
 def _ram_gib() -> str:
