@@ -135,3 +135,15 @@ def test_alanine_bg_smoke(tmp_path):
     assert flow.sample(3).x.shape == (3, 66)
     for name in ("free_energy_phi_psi.png", "free_energy_phi.png", "energy_histograms.png"):
         assert (tmp_path / "ala" / "figures" / name).is_file()
+    # `boltzflow sample` on a molecule checkpoint: xyz in the PDB's atom order, AMBER energy, log weights
+    from boltzflow.cli import main
+    from boltzflow.energies.amber import AmberEnergy
+
+    out = tmp_path / "samples.npz"
+    assert main(["sample", str(tmp_path / "ala" / "checkpoints" / "bg.pt"), "-n", "50", "--out", str(out)]) == 0
+    s = np.load(out)
+    assert s["xyz"].shape == (50, 22, 3) and s["x"].shape == (50, 66)
+    amber = AmberEnergy.from_system(alanine_dipeptide(constraints="none").system, 300.0)
+    np.testing.assert_allclose(s["energy"], amber.energy(torch.as_tensor(s["x"]).reshape(50, 22, 3)).numpy(),
+                               rtol=1e-9)
+    np.testing.assert_allclose(s["log_w"], -s["energy"] - s["log_prob"], rtol=1e-12)
