@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from boltzflow import plots
 from boltzflow.errors import BoltzflowError
 from boltzflow.experiments import alanine_dihedrals as ad
 from boltzflow.flows.realnvp import RealNVPConfig, n_parameters, realnvp
@@ -91,5 +92,5 @@ def test_load_angles_from_positions_and_bad_input():
 
 def test_figure_has_one_panel_per_model():
     ref = synthetic_angles(500)
-    fig = ad.ramachandran_figure(ref, {"a": ref + 0.1, "b": torch.as_tensor(ref).numpy() - 7.0})
+    fig = plots.ramachandran(ref, {"a": ad.wrap_np(ref + 0.1), "b": ad.wrap_np(torch.as_tensor(ref).numpy() - 7.0)})
     assert len([ax for ax in fig.axes if ax.get_title()]) == 3

@@ -372,12 +372,12 @@ def _save_samples(out: Path, name: str, xyz: np.ndarray) -> None:
 
 
 def _figures(out: Path, rows: list[dict[str, Any]], sc: CartesianScale) -> None:
-    from boltzflow import plots, plots_cartesian
+    from boltzflow import plots
 
-    fig = plots_cartesian.min_r_histograms({r["model"]: r["r_min_values"] for r in rows}, sc.eps_nm)
+    fig = plots.min_r_histograms({r["model"]: r["r_min_values"] for r in rows}, sc.eps_nm)
     plots.save(fig, out / "figures" / "fig4_min_r.png")
     plots.save(
-        plots_cartesian.pca_panels({r["model"]: r["pca_proj"] for r in rows}),
+        plots.pca_panels({r["model"]: r["pca_proj"] for r in rows}),
         out / "figures" / "fig4_pca.png",
     )
 

@@ -28,8 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
 
 from boltzflow.errors import BoltzflowError
 from boltzflow.eval.histograms import histogram_divergence
@@ -211,33 +209,6 @@ def _suffix(n: int) -> str:
     return "" if n == 1000 else f"_{n // 1000}k" if n % 1000 == 0 else f"_n{n}"
 
 
-def ramachandran_figure(ref: np.ndarray, gens: dict[str, np.ndarray], bins: int = 90) -> Figure:
-    """Paper 001 Fig. 3: (φ, ψ) densities of the reference and of each model, log colour scale.
-
-    Args:
-        ref: reference angles, shape (n, 2), radians.
-        gens: model name -> generated angles, shape (m, 2), radians (wrapped into [-π, π) for display).
-        bins: bins per axis.
-    """
-    panels = [("MD reference", ref)] + [(k, wrap_np(v)) for k, v in gens.items()]
-    edges = np.linspace(-180, 180, bins + 1)
-    dens = [np.histogram2d(*(DEG * a).T, bins=[edges, edges], density=True)[0] for _, a in panels]
-    positive = np.concatenate([d[d > 0] for d in dens])
-    norm = LogNorm(vmin=positive.min(), vmax=positive.max())
-    fig = Figure(figsize=(4.0 * len(panels) + 0.8, 3.8))
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
-    for ax, (title, _), d in zip(axes, panels, dens, strict=True):
-        mesh = ax.pcolormesh(edges, edges, np.ma.masked_equal(d.T, 0), norm=norm, cmap="viridis")
-        ax.set_title(title)
-        ax.set_xlabel("φ (degrees)")
-        ax.set_xticks([-180, -90, 0, 90, 180])
-        ax.set_yticks([-180, -90, 0, 90, 180])
-        ax.set_aspect("equal")
-    axes[0].set_ylabel("ψ (degrees)")
-    fig.colorbar(mesh, ax=list(axes), label="density (1/deg², log scale)")
-    return fig
-
-
 def run(out_dir: str | Path, scale: str = "quick", seed: int = 0, data: Any = None, progress: bool = True,
         force: bool = False, command: list[str] | None = None,
         cfg: AlanineDihedralsConfig | None = None) -> dict[str, Any]:
@@ -283,7 +254,8 @@ def run(out_dir: str | Path, scale: str = "quick", seed: int = 0, data: Any = No
         models.append(row | metrics(angles, gens[name], cfg, floors, seed + 200 + i))
     from boltzflow import plots
 
-    plots.save(ramachandran_figure(angles, gens), out / "figures" / "fig3_ramachandran.png")
+    fig = plots.ramachandran(wrap_np(angles), {k: wrap_np(v) for k, v in gens.items()})
+    plots.save(fig, out / "figures" / "fig3_ramachandran.png")
     results = {
         "models": models,
         "data": {"n_frames": len(angles), "n_frames_total": n_total, "populations": pops_real, **info},
