@@ -165,3 +165,12 @@ def test_pretrained_alanine_checkpoint_samples_with_weights(tmp_path):
     angles = phi_psi(torch.as_tensor(s["xyz"], dtype=torch.float64)).numpy()
     assert (angles[:, 0] < 0).mean() > 0.9  # the flow samples the phi < 0 basins
     assert ess_fraction(torch.as_tensor(s["log_w"])) > 0.02  # far from the degenerate single-sample limit
+
+
+def test_umbrella_reference_loads_with_a_radian_grid():
+    from boltzflow.experiments.alanine_bg import load_umbrella
+
+    ref = load_umbrella(Path(__file__).parents[1] / "docs" / "results" / "alanine-umbrella.json")
+    grid = np.asarray(ref["phi_grid"])
+    assert grid.shape == np.asarray(ref["free_energy_kt"]).shape and np.abs(grid).max() <= np.pi
+    assert 0 < ref["alpha_l_population"] < 1

@@ -371,15 +371,15 @@ def load_umbrella(path: str | Path | None = None) -> dict[str, Any]:
             raise BoltzflowError(f"umbrella reference not found: {path}")
         return {}
     ref = json.loads(path.read_text())
-    return ref.get("umbrella", ref) if isinstance(ref, dict) else {}
+    ref = ref.get("umbrella", ref) if isinstance(ref, dict) else {}
+    if "phi_grid" not in ref and "phi_deg" in ref:  # the committed umbrella JSON stores the grid in degrees
+        ref = {**ref, "phi_grid": np.radians(np.asarray(ref["phi_deg"], dtype=float)).tolist()}
+    return ref
 
 
 def _figures(
     out: Path, ev: dict[str, Any], data: dict[str, Any], x_test, u64, umbrella: dict[str, Any]
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
     from boltzflow import plots
