@@ -158,6 +158,25 @@ def test_tiny_run_writes_all_outputs(tmp_path):
         assert (out / "checkpoints" / f"{name}.pt").exists() or name == "nll_reject"
     data_row = on_disk["models"][0]
     assert math.isfinite(data_row["lj_mean"]) and data_row["energy_frac_above_data_max"] == 0.0
+    assert "not the paper's 200" not in table  # a custom-sized run is not a reduced full-scale run
+
+
+def test_table_states_reduced_epochs_of_a_full_scale_run():
+    from boltzflow.experiments.alanine_cartesian import table2_markdown
+
+    row = {
+        "model": "nll", "min_r": 0.1, "lj_max": 1.0, "lj_mean": -10.0, "pca_w2": 0.5, "pca_w2_sd": 0.01,
+        "pca_w2_floor": 0.1, "energy_mean": 1.0, "energy_median": 1.0, "energy_frac_above_data_max": 0.0,
+        "frac_r_min_below_eps": 0.0, "basins": {"C7eq/beta": 0.5, "alphaR": 0.4, "alphaL": 0.05, "other": 0.05},
+    }
+    cfg = {
+        "scale": "full", "train": {"epochs": 30}, "n_gen": 10, "w2_draws": 5, "w2_n": 2000, "lam": 5.0,
+        "eps_nm": 0.17, "anneal_zero_fraction": 0.5, "smooth_width_nm": 0.01, "smooth_lam": 1.0,
+        "reject_r_min_nm": 0.15,
+    }
+    assert "Trained for 30 epochs, not the paper's 200" in table2_markdown({"models": [row], "config": cfg})
+    cfg["train"]["epochs"] = 200
+    assert "not the paper's 200" not in table2_markdown({"models": [row], "config": cfg})
 
 
 def ac_pdb():

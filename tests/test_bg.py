@@ -13,7 +13,7 @@ from boltzflow.flows.base import StandardNormal
 from boltzflow.flows.core import Affine
 from boltzflow.flows.flow import Flow
 from boltzflow.training.energy_fit import bg_samples, mixed_objective, pack_forces
-from boltzflow.training.losses import force_matching, nll, reverse_kl
+from boltzflow.training.losses import force_matching, importance_weighted_nll, nll, reverse_kl
 
 
 def gaussian_flow(loc, scale) -> Flow:
@@ -46,11 +46,18 @@ def test_mixed_objective_is_the_weighted_sum():
     expected = 0.5 * nll(flow, x) + 0.25 * kl + 0.25 * force_matching(flow, x, f)
     torch.testing.assert_close(value, expected)
     torch.testing.assert_close(mixed_objective(None, 1.0)(flow, x), nll(flow, x))
+    with_iw = mixed_objective(gaussian_u, 0.5, 0.0, iw_weight=0.5, kl_batch=50)
+    torch.manual_seed(8)
+    value = with_iw(flow, x)
+    torch.manual_seed(8)
+    torch.testing.assert_close(value, 0.5 * nll(flow, x) + 0.5 * importance_weighted_nll(flow, gaussian_u, 50))
 
 
 def test_mixed_objective_validates():
     with pytest.raises(ValueError, match="energy"):
         mixed_objective(None, 1.0, 0.5)
+    with pytest.raises(ValueError, match="energy"):
+        mixed_objective(None, 1.0, iw_weight=0.5)
     with pytest.raises(ValueError, match="dim"):
         mixed_objective(gaussian_u, 1.0, 0.0, 0.5)
     with pytest.raises(ValueError, match="same shape|both be"):
@@ -58,7 +65,7 @@ def test_mixed_objective_validates():
 
 
 def test_split_by_replica_holds_out_the_end_of_each_replica():
-    from boltzflow.experiments.alanine_bg import split_by_replica
+    from boltzflow.experiments.bg_data import split_by_replica
 
     replica = np.repeat([0, 1, 2], 10)
     train, test = split_by_replica(replica, 0.2)
@@ -68,7 +75,7 @@ def test_split_by_replica_holds_out_the_end_of_each_replica():
 
 def test_constrained_bonds_get_harmonic_lengths():
     from boltzflow.energies.openmm_system import alanine_dipeptide, kt_kj_per_mol
-    from boltzflow.experiments.alanine_bg import unconstrain_bonds
+    from boltzflow.experiments.bg_data import unconstrain_bonds
     from boltzflow.flows.internal import InternalCoordinates
     from boltzflow.flows.zmatrix import build_zmatrix
 
@@ -76,7 +83,7 @@ def test_constrained_bonds_get_harmonic_lengths():
     ic = InternalCoordinates(build_zmatrix(mol.topology))
     q = ic.inverse(torch.as_tensor(mol.positions).flatten()[None])[0].repeat(4000, 1)
     q[:, ic.bond_idx[0]] += 0.003 * torch.randn(4000)  # one free bond; all others look constrained
-    new, fixed = unconstrain_bonds(q, ic, mol.system, np.random.default_rng(0))
+    new, fixed = unconstrain_bonds(q, ic, mol.system, np.random.default_rng(0), 300.0)
     assert len(fixed) == ic.bond_idx.numel() - 1
     torch.testing.assert_close(new[:, ic.bond_idx[0]], q[:, ic.bond_idx[0]])
     torch.testing.assert_close(new[:, ic.angle_idx], q[:, ic.angle_idx])
@@ -174,3 +181,18 @@ def test_umbrella_reference_loads_with_a_radian_grid():
     grid = np.asarray(ref["phi_grid"])
     assert grid.shape == np.asarray(ref["free_energy_kt"]).shape and np.abs(grid).max() <= np.pi
     assert 0 < ref["alpha_l_population"] < 1
+    assert load_umbrella() == ref  # the package ships the same reference: no dependence on the working directory
+
+
+def test_oversample_repeats_the_masked_rows():
+    from boltzflow.experiments.bg_data import oversample
+
+    x = torch.arange(8.0).reshape(4, 2)
+    mask = torch.tensor([False, True, False, True])
+    out = oversample(x, mask, 3)
+    assert out.shape == (8, 2)
+    torch.testing.assert_close(out[:4], x)
+    torch.testing.assert_close(out[4:], torch.cat([x[mask], x[mask]]))
+    assert oversample(x, mask, 1) is x
+    with pytest.raises(ValueError, match=">= 1"):
+        oversample(x, mask, 0)

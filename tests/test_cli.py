@@ -98,3 +98,22 @@ def test_bad_configs_and_data(tiny_setup, capsys):
 def test_reproduce_refuses_a_finished_run(tmp_path):
     (tmp_path / "results.json").write_text("{}")
     assert main(["reproduce", "two-particle", "--quick", "--out", str(tmp_path)]) == 1
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--epochs", "3"], "--epochs is only available for alanine-cartesian"),
+        (["--models", "nll"], "--models is only available for alanine-cartesian"),
+    ],
+)
+def test_reproduce_refuses_cartesian_options_elsewhere(tmp_path, capsys, extra, message):
+    assert main(["reproduce", "two-particle", "--quick", "--out", str(tmp_path / "o"), *extra]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_reproduce_refuses_a_non_positive_epoch_count(tmp_path, capsys):
+    assert main(["reproduce", "alanine-cartesian", "--out", str(tmp_path / "o"), "--epochs", "0"]) == 1
+    assert "--epochs must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

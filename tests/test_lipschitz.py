@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from boltzflow.eval.lipschitz import LipschitzEstimate, bi_lipschitz, jacobian_singular_values, jacobians
+from boltzflow.eval.lipschitz import (
+    LipschitzEstimate,
+    ball_supremum,
+    bi_lipschitz,
+    gaussian_ball_radius,
+    jacobian_singular_values,
+    jacobians,
+)
 from boltzflow.flows.core import Inverse
 from boltzflow.flows.realnvp import RealNVPConfig, realnvp
 
@@ -113,3 +120,57 @@ def test_input_validation():
         bi_lipschitz(fn, torch.zeros(3, 2), q=1.5)
     with pytest.raises(ValueError, match="chunk_size"):
         jacobians(fn, torch.zeros(3, 2), chunk_size=0)
+
+
+def test_ball_supremum_finds_an_interior_maximum_the_samples_miss():
+    # f_i(z) = z_i + 0.5 sin(2 z_i): J = diag(1 + cos(2 z_i)), sigma_max = 1 + max_i cos(2 z_i), sup 2 at z_i = 0.
+    fn = lambda v: v + 0.5 * torch.sin(2 * v)  # noqa: E731
+    g = torch.Generator().manual_seed(1)
+    z = 1.0 + 0.3 * torch.rand(40, 3, generator=g, dtype=torch.float64)  # all far from 0: sample max < 1 - cos... < 2
+    sample_max = float(jacobian_singular_values(fn, z)[:, 0].max())
+    sup = ball_supremum(fn, z, radius=5.0, n_starts=4, steps=300, lr=0.05)
+    assert sample_max < 1.0 + np.cos(2.0) + 1e-12 < 1.6
+    assert sup.start_value == pytest.approx(sample_max)
+    assert sup.value == pytest.approx(2.0, abs=1e-6)
+    assert sup.n_starts == 4 and sup.z.shape == (3,)
+
+
+def test_ball_supremum_stays_in_the_ball_on_a_map_growing_outwards():
+    # f(z) = z * exp(|z|^2 / 2): sigma_max grows with |z| without bound; on the ball |z| <= R the sup is at the
+    # boundary, sigma_max = (1 + R^2) exp(R^2 / 2) (radial direction).
+    fn = lambda v: v * torch.exp(0.5 * (v**2).sum(-1, keepdim=True))  # noqa: E731
+    radius = 1.5
+    g = torch.Generator().manual_seed(2)
+    z = 0.5 * torch.randn(200, 2, generator=g, dtype=torch.float64)
+    z = torch.cat([z, torch.tensor([[10.0, 0.0]], dtype=torch.float64)])  # outside the ball: ignored
+    sup = ball_supremum(fn, z, radius=radius, n_starts=8, steps=300, lr=0.05)
+    exact = (1 + radius**2) * np.exp(radius**2 / 2)
+    assert sup.value == pytest.approx(exact, rel=1e-6)
+    assert float(sup.z.norm()) <= radius + 1e-9
+
+
+def test_ball_supremum_rejects_bad_input():
+    fn = lambda v: 2 * v  # noqa: E731
+    with pytest.raises(ValueError, match="radius must be positive"):
+        ball_supremum(fn, torch.zeros(3, 2), radius=0.0)
+    with pytest.raises(ValueError, match="inside the ball"):
+        ball_supremum(fn, torch.full((3, 2), 5.0), radius=1.0)
+
+
+def test_gaussian_ball_radius_matches_the_chi_distribution():
+    assert gaussian_ball_radius(1, 0.95) == pytest.approx(1.959964, abs=1e-6)
+    assert gaussian_ball_radius(2, 1 - np.exp(-2.0)) == pytest.approx(2.0, abs=1e-9)  # chi2_2 cdf = 1 - e^{-r²/2}
+    with pytest.raises(ValueError):
+        gaussian_ball_radius(4, 1.0)
+
+
+def test_ball_supremum_of_the_inverse_map():
+    # f_i(z) = z_i + 0.4 sin(z_i): sigma_min = 1 + 0.4 min_i cos(z_i) is smallest at |z_i| = pi, so the inverse
+    # constant 1 / sigma_min has sup 1 / 0.6 there; inside |z| <= 2 it is 1 / (1 + 0.4 cos 2) on the boundary.
+    fn = lambda v: v + 0.4 * torch.sin(v)  # noqa: E731
+    g = torch.Generator().manual_seed(3)
+    z = 0.3 * torch.randn(50, 2, generator=g, dtype=torch.float64)
+    big = ball_supremum(fn, z, radius=4.0, n_starts=8, steps=400, lr=0.05, inverse=True)
+    small = ball_supremum(fn, z, radius=2.0, n_starts=8, steps=400, lr=0.05, inverse=True)
+    assert big.value == pytest.approx(1 / 0.6, rel=1e-6)
+    assert small.value == pytest.approx(1 / (1 + 0.4 * np.cos(2.0)), rel=1e-6)

@@ -11,6 +11,7 @@ from boltzflow.flows.flow import Flow
 from boltzflow.flows.realnvp import RealNVPConfig, realnvp
 from boltzflow.training.losses import (
     force_matching,
+    importance_weighted_nll,
     linlog_cut,
     nll,
     reverse_kl,
@@ -68,6 +69,33 @@ def test_reverse_kl_is_minus_log_z_for_the_exact_flow_and_has_gradients():
     loss.backward()
     grads = [p.grad for p in net.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+def test_importance_weighted_nll_is_the_cross_entropy_to_the_target(tau):
+    # E_p[-log q] for Gaussians: sum log(sqrt(2 pi) sq) + (sp^2 + (mp - mq)^2) / (2 sq^2); q wider than p.
+    mq, sq, mp, sp = [0.3, -1.0], [1.6, 2.0], [0.0, 0.5], [0.7, 0.8]
+    flow, energy = gaussian_flow(mq, sq), GaussianEnergy(mp, sp)
+    value = float(importance_weighted_nll(flow, energy, 400_000, torch.Generator().manual_seed(2), tau))
+    mq, sq, mp = map(torch.as_tensor, (mq, sq, mp))
+    sp_tau = torch.as_tensor(sp) * math.sqrt(tau)
+    exact = float((torch.log(math.sqrt(2 * math.pi) * sq) + (sp_tau**2 + (mp - mq) ** 2) / (2 * sq**2)).sum())
+    assert value == pytest.approx(exact, abs=0.02)
+
+
+def test_importance_weighted_nll_has_gradients_and_skips_nonfinite_energies():
+    net = realnvp(RealNVPConfig(dim=2, n_layers=2, hidden=[8]))
+    energy = GaussianEnergy([0.5, 0.0], [1.0, 1.0])
+    half_bad = lambda v: torch.where(v[:, 0] > 0, energy(v), torch.full(v.shape[:1], math.nan))  # noqa: E731
+    loss = importance_weighted_nll(net, half_bad, 500, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    all_bad = importance_weighted_nll(net, lambda v: torch.full(v.shape[:1], math.nan), 10)
+    assert math.isnan(float(all_bad))
+    with pytest.raises(ValueError, match="n >= 1"):
+        importance_weighted_nll(net, energy, 0)
 
 
 def test_reverse_kl_excludes_and_counts_nonfinite_energies():

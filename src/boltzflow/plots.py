@@ -157,3 +157,59 @@ def pca_panels(proj: Mapping[str, np.ndarray], bins: int = 60) -> Figure:
         ax.set_ylabel("PC 2")
     fig.tight_layout()
     return fig
+
+
+def _free_energy(h: np.ndarray) -> np.ndarray:
+    """-log of a histogram, NaN where it is empty."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.log(np.where(h > 0, h, np.nan))
+
+
+def free_energy_phi_psi(panels: Sequence[tuple[str, np.ndarray, np.ndarray | None]], bins: int = 60) -> Figure:
+    """(φ, ψ) free-energy maps side by side; each panel is (title, angles (n, 2) in degrees, weights (n,) or None)."""
+    edges = np.linspace(-180, 180, bins + 1)
+    fig = Figure(figsize=(5 * len(panels), 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    im = None
+    for ax, (title, ang, w) in zip(axes, panels, strict=True):
+        h, _, _ = np.histogram2d(ang[:, 0], ang[:, 1], bins=[edges, edges], weights=w, density=True)
+        f = _free_energy(h)
+        im = ax.pcolormesh(edges, edges, (f - np.nanmin(f)).T, cmap="viridis", vmax=10)
+        ax.set(title=title, xlabel="φ (deg)", ylabel="ψ (deg)")
+    fig.colorbar(im, ax=axes, label="F (kT)")
+    return fig
+
+
+def free_energy_phi(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray | None]],
+    reference: tuple[str, np.ndarray, np.ndarray] | None = None,
+    bins: int = 60,
+) -> Figure:
+    """F(φ) curves from samples (label, φ (n,) in degrees, weights or None), plus an optional reference curve
+    (label, φ grid in degrees, F in kT)."""
+    edges = np.linspace(-180, 180, bins + 1)
+    fig = Figure(figsize=(5.5, 4), layout="constrained")
+    ax = fig.subplots()
+    for label, phi, w in curves:
+        p, _ = np.histogram(phi, bins=edges, weights=w, density=True)
+        f = _free_energy(p)
+        ax.plot(0.5 * (edges[1:] + edges[:-1]), f - np.nanmin(f), label=label)
+    if reference is not None:
+        ax.plot(reference[1], reference[2], "k--", label=reference[0])
+    ax.set(xlabel="φ (deg)", ylabel="F(φ) (kT)")
+    ax.legend()
+    return fig
+
+
+def energy_histograms(u_ref: np.ndarray, u_gen: np.ndarray, w_gen: np.ndarray, ref_label: str = "MD") -> Figure:
+    """Reduced-energy histograms of reference frames, flow samples and reweighted flow samples (kT)."""
+    ok = np.isfinite(u_gen)
+    bins = np.linspace(np.percentile(u_ref, 0.1) - 5, np.percentile(u_ref, 99.9) + 30, 80)
+    fig = Figure(figsize=(5.5, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(u_ref, bins=bins, density=True, histtype="step", label=ref_label)
+    ax.hist(u_gen[ok], bins=bins, density=True, histtype="step", label="flow samples")
+    ax.hist(u_gen[ok], bins=bins, weights=w_gen[ok], density=True, histtype="step", label="flow, reweighted")
+    ax.set(xlabel="u (kT)", ylabel="density")
+    ax.legend()
+    return fig

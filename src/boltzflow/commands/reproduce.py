@@ -46,6 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--case", default=None,
                    help="two-particle only: make the data and train the flow of one row (e.g. eps0.1), so rows can "
                         "run as parallel processes; then run again without --case to evaluate all rows")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="alanine-cartesian only: train for this many epochs instead of the scale's (the paper: 200); "
+                        "the table and results.json state the number")
+    p.add_argument("--models", default=None,
+                   help="alanine-cartesian only: comma-separated subset of nll,penalty,anneal,smooth to train and "
+                        "score (default: all; nll_reject comes with nll)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -61,6 +67,15 @@ def run(args: argparse.Namespace) -> int:
     extra = {"only_case": args.case} if args.case else {}
     if args.case and args.experiment != "two-particle":
         raise BoltzflowError("--case is only available for two-particle")
+    for name in ("epochs", "models"):
+        if getattr(args, name) is not None and args.experiment != "alanine-cartesian":
+            raise BoltzflowError(f"--{name} is only available for alanine-cartesian")
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise BoltzflowError(f"--epochs must be a positive integer, got {args.epochs}")
+        extra["epochs"] = args.epochs
+    if args.models is not None:
+        extra["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
     module.run(args.out, args.scale, seed=args.seed, progress=not args.no_progress, force=args.force,
                command=["boltzflow", *sys.argv[1:]], **extra)
     print(f"trained case {args.case} in {args.out}" if args.case else f"wrote {args.out}/results.json")

@@ -10,11 +10,13 @@ Pipeline (each stage resumable from DIR/checkpoints/):
    nearly independent of the rest); the remaining small mismatch is what the energy-based stage and the
    importance weights correct.
 2. NLL training of :func:`~boltzflow.flows.ic_flow.ic_spline_flow` (latent -> flattened (66,) Cartesian, nm).
-3. fine-tuning with ``w_n NLL + w_k KL_rev (+ w_f force matching)`` against the torch AMBER energy (lin-log
-   cut above ``energy_high`` kT for training only).
+3. fine-tuning with ``w_n NLL + w_k KL_rev + w_i IW-NLL (+ w_f force matching)`` against the torch AMBER
+   energy (lin-log cut above ``energy_high`` kT for training only). The reverse KL sharpens the flow onto the
+   Boltzmann density (it raises the ESS) but is mode-seeking; the importance-weighted NLL on flow samples is
+   mass-covering, so states the flow under-populates (αL) are pulled back instead of starved.
 4. evaluation in float64: test NLL, ESS fraction of ``n_samples`` flow samples, independence-MH acceptance,
    αL population (0 < φ < 120°) of the data, of the reweighted BG and of the umbrella/MBAR reference
-   (``docs/results/alanine-umbrella.json`` or ``umbrella_path``; null until it exists), figures.
+   (the shipped copy of ``docs/results/alanine-umbrella.json``, or ``umbrella_path``), figures.
 
 The NLL is the density of the rigid-motion-free configuration (see :mod:`boltzflow.flows.internal`): as a
 Cartesian density it is off by the constant log(8π²V), which cancels in every reweighted quantity.
@@ -35,9 +37,10 @@ import numpy as np
 import torch
 
 from boltzflow.energies.amber import AmberEnergy
-from boltzflow.energies.openmm_system import alanine_dipeptide, kt_kj_per_mol
+from boltzflow.energies.openmm_system import alanine_dipeptide
 from boltzflow.errors import BoltzflowError
 from boltzflow.eval.weights import reweight, weight_summary
+from boltzflow.experiments.bg_data import load_bg_data, oversample, split_by_replica, to_internal, unconstrain_bonds
 from boltzflow.experiments.common import prepare_out_dir, provenance
 from boltzflow.flows.ic_flow import ic_spline_flow, ic_spline_spec, ic_statistics, sibling_torsions
 from boltzflow.flows.internal import InternalCoordinates
@@ -52,7 +55,8 @@ from boltzflow.training.loop import fit
 from boltzflow.training.losses import linlog_cut, nll
 
 TEMPERATURE_KELVIN = 300.0
-UMBRELLA_JSON = Path("docs/results/alanine-umbrella.json")
+# the committed umbrella/MBAR run (docs/results/alanine-umbrella.json), shipped with the package
+UMBRELLA_JSON = Path(__file__).resolve().parents[1] / "data" / "alanine-umbrella.json"
 ALPHA_L = (0.0, 2.0 * math.pi / 3.0)  # 0 < φ < 120°
 
 
@@ -65,15 +69,23 @@ class AlanineBGScale:
     n_layers: int = 4
     bins: int = 8
     hidden: list[int] = field(default_factory=lambda: [128, 128])
-    nll: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=256, lr=1e-3))
+    nll: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=256, lr=1e-3))
+    # the energy stage keeps its last weights (val_fraction 0): its loss has a noisy sampled part, so a
+    # "best validation epoch" would select on noise
     mixed: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            epochs=10, batch_size=256, lr=1e-4, lr_schedule="constant", val_fraction=0.05
+            epochs=15, batch_size=256, lr=1e-4, lr_schedule="constant", val_fraction=0.0
         )
     )
-    nll_weight: float = 0.9
-    kl_weight: float = 0.1
+    nll_weight: float = 0.3
+    kl_weight: float = 0.4
     force_weight: float = 0.0  # C¹ splines make force matching unstable (paper 004 §6.3); opt in
+    iw_weight: float = 0.3  # mass-covering importance-weighted NLL on flow samples: repopulates states
+    # training frames in αL (0 < φ < 120°) appear this many times in the NLL data (a biased proposal costs
+    # nothing in exactness: w = exp(-u)/q corrects any proposal that covers the state). Off by default: with 6
+    # the flow put 2.9 % of its samples in αL but fitted the 429 repeated frames so tightly that those samples
+    # had negligible weight (ESS 4.5 %, reweighted αL ~1e-6; docs/results/alanine-bg.md).
+    alpha_l_oversample: int = 1
     kl_batch: int = 256
     energy_high: float = 1e3
     n_samples: int = 100_000
@@ -90,7 +102,7 @@ def scale(name: str) -> AlanineBGScale:
             bins=8,
             hidden=[64, 64],
             nll=TrainConfig(epochs=30, batch_size=256, lr=2e-3),
-            mixed=TrainConfig(epochs=4, batch_size=256, lr=1e-4, lr_schedule="constant", val_fraction=0.05),
+            mixed=TrainConfig(epochs=4, batch_size=256, lr=1e-4, lr_schedule="constant", val_fraction=0.0),
             kl_batch=128,
             n_samples=20_000,
             mh_steps=19_999,
@@ -102,7 +114,7 @@ def scale(name: str) -> AlanineBGScale:
             bins=4,
             hidden=[16],
             nll=TrainConfig(epochs=2, batch_size=100, lr=1e-3),
-            mixed=TrainConfig(epochs=1, batch_size=100, lr=1e-4, lr_schedule="constant", val_fraction=0.1),
+            mixed=TrainConfig(epochs=1, batch_size=100, lr=1e-4, lr_schedule="constant", val_fraction=0.0),
             force_weight=1e-3,
             kl_batch=16,
             n_samples=300,
@@ -128,13 +140,14 @@ def run(
     mol = alanine_dipeptide(solvent="obc", constraints="none")
     energy = AmberEnergy.from_system(mol.system, TEMPERATURE_KELVIN)
     ic = InternalCoordinates(sibling_torsions(build_zmatrix(mol.topology)))
-    data = _load(data_path)
+    data = load_bg_data(data_path, TEMPERATURE_KELVIN)
     train_idx, test_idx = split_by_replica(data["replica"], sc.test_fraction)
     gen = np.random.default_rng(seed)
     if sc.train_frames is not None and sc.train_frames < len(train_idx):
         train_idx = np.sort(gen.choice(train_idx, sc.train_frames, replace=False))
-    q_train, fixed = unconstrain_bonds(_internal(ic, data["xyz"][train_idx]), ic, mol.system, gen)
-    q_test, _ = unconstrain_bonds(_internal(ic, data["xyz"][test_idx]), ic, mol.system, gen, fixed)
+    temp = TEMPERATURE_KELVIN
+    q_train, fixed = unconstrain_bonds(to_internal(ic, data["xyz"][train_idx]), ic, mol.system, gen, temp)
+    q_test, _ = unconstrain_bonds(to_internal(ic, data["xyz"][test_idx]), ic, mol.system, gen, temp, fixed)
     x_train, x_test = ic.forward(q_train)[0], ic.forward(q_test)[0]
 
     periodic = torch.zeros(ic.dim, dtype=torch.bool)
@@ -193,96 +206,8 @@ def run(
     return results
 
 
-def _load(data_path: str | Path | None) -> dict[str, Any]:
-    """xyz (n, 22, 3) nm float64, forces_kt (n, 66) or None, replica (n,), source."""
-    if data_path is None:
-        from boltzflow.samplers.dataset import alanine_dataset_path, load_alanine_dataset
-
-        ds = load_alanine_dataset()
-        xyz, forces, replica, source = ds.xyz, ds.forces_kj, ds.replica, str(alanine_dataset_path().name)
-        temperature = ds.temperature_kelvin
-    else:
-        with np.load(data_path) as f:
-            xyz, forces = f["xyz"], (f["forces_kj"] if "forces_kj" in f.files else None)
-            replica = f["replica"] if "replica" in f.files else np.zeros(len(xyz), dtype=np.int64)
-            temperature = (
-                float(f["temperature_kelvin"]) if "temperature_kelvin" in f.files else TEMPERATURE_KELVIN
-            )
-        source = str(data_path)
-    if abs(temperature - TEMPERATURE_KELVIN) > 1e-6:
-        raise BoltzflowError(f"data were simulated at {temperature} K; the BG targets {TEMPERATURE_KELVIN} K")
-    xyz = np.asarray(xyz, dtype=np.float64)
-    if xyz.ndim != 3 or xyz.shape[1:] != (22, 3):
-        raise BoltzflowError(f"{source}: xyz must have shape (n, 22, 3), got {xyz.shape}")
-    kt = kt_kj_per_mol(TEMPERATURE_KELVIN)
-    forces_kt = None if forces is None else np.asarray(forces, dtype=np.float64).reshape(len(xyz), 66) / kt
-    return {"xyz": xyz, "forces_kt": forces_kt, "replica": np.asarray(replica), "source": source}
-
-
-def split_by_replica(replica: np.ndarray, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of (train, test): the last ``test_fraction`` of the frames of every replica are the test set."""
-    train, test = [], []
-    for r in np.unique(replica):
-        idx = np.flatnonzero(replica == r)
-        n_test = int(round(test_fraction * len(idx)))
-        train.append(idx[: len(idx) - n_test])
-        test.append(idx[len(idx) - n_test :])
-    return np.concatenate(train), np.concatenate(test)
-
-
-def _internal(ic: InternalCoordinates, xyz: np.ndarray) -> torch.Tensor:
-    return ic.inverse(torch.as_tensor(xyz, dtype=torch.float64).flatten(-2))[0]
-
-
-def unconstrain_bonds(
-    q: torch.Tensor,
-    ic: InternalCoordinates,
-    system: Any,
-    gen: np.random.Generator,
-    fixed: list[tuple[int, int]] | None = None,
-    tol_nm: float = 1e-5,
-):
-    """Resample the bonds held fixed in the data from their harmonic Boltzmann distribution N(r0, kT/k).
-
-    Args:
-        q: internal coordinates of data frames, shape (n, 3*22-6), nm/rad.
-        ic: the internal-coordinate transform (its Z-matrix names each bond's atoms).
-        system: the *unconstrained* ``openmm.System`` (its HarmonicBondForce gives r0 and k).
-        gen: random source.
-        fixed: the atom pairs to resample; default: Z-matrix bonds whose spread in ``q`` is below ``tol_nm``.
-        tol_nm: spread (max - min, nm) under which a bond counts as constrained.
-
-    Returns:
-        ``(q with resampled bonds, the resampled atom pairs)``.
-    """
-    import openmm
-    import openmm.unit as unit
-
-    harmonic = {}
-    for force in system.getForces():
-        if isinstance(force, openmm.HarmonicBondForce):
-            for i in range(force.getNumBonds()):
-                a, b, r0, k = force.getBondParameters(i)
-                harmonic[frozenset((a, b))] = (
-                    r0.value_in_unit(unit.nanometer),
-                    k.value_in_unit(unit.kilojoule_per_mole / unit.nanometer**2),
-                )
-    rows = ic.zmatrix.rows
-    pairs = [(int(rows[r, 0]), int(rows[r, 1])) for r in range(1, len(rows))]
-    if fixed is None:
-        spread = (q[:, ic.bond_idx].max(0).values - q[:, ic.bond_idx].min(0).values).numpy()
-        fixed = [p for p, s in zip(pairs, spread, strict=True) if s < tol_nm]
-    q = q.clone()
-    kt = kt_kj_per_mol(TEMPERATURE_KELVIN)
-    for pair in fixed:
-        r0, k = harmonic[frozenset(pair)]
-        col = int(ic.bond_idx[pairs.index(tuple(pair))])
-        q[:, col] = torch.as_tensor(r0 + math.sqrt(kt / k) * gen.standard_normal(len(q)), dtype=q.dtype)
-    return q, fixed
-
-
 def _train(out, flow, u_flat, x_train, data, train_idx, energy, sc: AlanineBGScale, seed, extra, progress):
-    x = x_train.float()
+    x = oversample(x_train.float(), _alpha_l(x_train).bool(), sc.alpha_l_oversample)
     cfg = dataclasses.replace(sc.nll, seed=seed)
     first = fit(
         flow,
@@ -297,14 +222,17 @@ def _train(out, flow, u_flat, x_train, data, train_idx, energy, sc: AlanineBGSca
     stages = [
         {"stage": "nll", "best_val": first.best_val, "seconds": first.seconds, "skipped": first.skipped_steps}
     ]
-    if sc.kl_weight <= 0 and sc.force_weight <= 0:
+    if sc.kl_weight <= 0 and sc.force_weight <= 0 and sc.iw_weight <= 0:
         return stages
     batch = x
     if sc.force_weight > 0:  # exact unconstrained forces at the (bond-resampled) training positions
-        forces = energy.energy_and_force(x_train.double().unflatten(-1, (22, 3))).force_kj  # kJ/mol/nm
+        x_f = oversample(x_train.double(), _alpha_l(x_train).bool(), sc.alpha_l_oversample)
+        forces = energy.energy_and_force(x_f.unflatten(-1, (22, 3))).force_kj  # kJ/mol/nm
         batch = pack_forces(x, (forces / energy.kt_kj_per_mol).flatten(-2).float())
     u_train = lambda v: linlog_cut(u_flat(v), high=sc.energy_high)  # noqa: E731
-    loss = mixed_objective(u_train, sc.nll_weight, sc.kl_weight, sc.force_weight, sc.kl_batch, dim=66)
+    loss = mixed_objective(
+        u_train, sc.nll_weight, sc.kl_weight, sc.force_weight, sc.kl_batch, dim=66, iw_weight=sc.iw_weight
+    )
     cfg = dataclasses.replace(sc.mixed, seed=seed + 1)
     second = fit(
         flow,
@@ -312,17 +240,17 @@ def _train(out, flow, u_flat, x_train, data, train_idx, energy, sc: AlanineBGSca
         batch,
         cfg,
         out / "checkpoints" / "bg.pt",
-        extra={**extra, "stage": "nll+kl+fm"},
+        extra={**extra, "stage": "energy"},
         progress=progress,
         desc="nll+kl",
     )
     stages.append(
         {
-            "stage": "nll+kl+fm",
-            "best_val": second.best_val,
+            "stage": "energy",
+            "final_train_loss": second.history[-1]["train_loss"] if second.history else None,
             "seconds": second.seconds,
             "skipped": second.skipped_steps,
-            "weights": [sc.nll_weight, sc.kl_weight, sc.force_weight],
+            "weights": {"nll": sc.nll_weight, "kl": sc.kl_weight, "fm": sc.force_weight, "iw": sc.iw_weight},
         }
     )
     return stages
@@ -362,8 +290,8 @@ def _evaluate(flow, u64, x_test, data, sc: AlanineBGScale, seed: int) -> dict[st
 def load_umbrella(path: str | Path | None = None) -> dict[str, Any]:
     """The umbrella/MBAR reference (keys alpha_l_population[_err], phi_grid [rad], free_energy_kt), or {}.
 
-    HOOK: written by the umbrella-sampling experiment (``boltzflow.eval.free_energy.UmbrellaResult`` as JSON);
-    absent until that run exists, in which case the umbrella entries of results.json stay null.
+    Default: the shipped copy of the committed ``boltzflow umbrella`` run (``docs/results/alanine-umbrella.json``);
+    if a build lacks it, the umbrella entries of results.json stay null. An explicit ``path`` must exist.
     """
     path = Path(path) if path is not None else UMBRELLA_JSON
     if not path.is_file():
@@ -380,59 +308,18 @@ def load_umbrella(path: str | Path | None = None) -> dict[str, Any]:
 def _figures(
     out: Path, ev: dict[str, Any], data: dict[str, Any], x_test, u64, umbrella: dict[str, Any]
 ) -> None:
-    from matplotlib.figure import Figure
-
     from boltzflow import plots
 
-    with np.errstate(divide="ignore", invalid="ignore"):  # empty histograms give NaN free energies (blank)
-        _draw(out, ev, data, x_test, u64, umbrella, Figure, plots)
-
-
-def _draw(out, ev, data, x_test, u64, umbrella, Figure, plots) -> None:
     w = torch.softmax(torch.nan_to_num(ev["log_w"], nan=-math.inf), 0).numpy()
     ang_bg = np.degrees(phi_psi(ev["x"].reshape(-1, 22, 3)).numpy())
     ang_md = np.degrees(phi_psi(torch.as_tensor(data["xyz"])).numpy())
-    edges = np.linspace(-180, 180, 61)
-    fig = Figure(figsize=(10, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, (title, ang, wt) in zip(
-        axes, [("MD data", ang_md, None), ("BG, reweighted", ang_bg, w)], strict=True
-    ):
-        h, _, _ = np.histogram2d(ang[:, 0], ang[:, 1], bins=[edges, edges], weights=wt, density=True)
-        f = -np.log(np.where(h > 0, h, np.nan))
-        im = ax.pcolormesh(edges, edges, (f - np.nanmin(f)).T, cmap="viridis", vmax=10)
-        ax.set(title=title, xlabel="φ (deg)", ylabel="ψ (deg)")
-    fig.colorbar(im, ax=axes, label="F (kT)")
+    fig = plots.free_energy_phi_psi([("MD data", ang_md, None), ("BG, reweighted", ang_bg, w)])
     plots.save(fig, out / "figures" / "free_energy_phi_psi.png")
-
-    fig = Figure(figsize=(5.5, 4), layout="constrained")
-    ax = fig.subplots()
-    for label, phi, wt in [("MD data", ang_md[:, 0], None), ("BG, reweighted", ang_bg[:, 0], w)]:
-        p, _ = np.histogram(phi, bins=edges, weights=wt, density=True)
-        f = -np.log(np.where(p > 0, p, np.nan))
-        ax.plot(0.5 * (edges[1:] + edges[:-1]), f - np.nanmin(f), label=label)
+    ref = None
     if "phi_grid" in umbrella and "free_energy_kt" in umbrella:
-        ax.plot(np.degrees(umbrella["phi_grid"]), umbrella["free_energy_kt"], "k--", label="umbrella/MBAR")
-    ax.set(xlabel="φ (deg)", ylabel="F(φ) (kT)")
-    ax.legend()
+        ref = ("umbrella/MBAR", np.degrees(umbrella["phi_grid"]), np.asarray(umbrella["free_energy_kt"]))
+    fig = plots.free_energy_phi([("MD data", ang_md[:, 0], None), ("BG, reweighted", ang_bg[:, 0], w)], ref)
     plots.save(fig, out / "figures" / "free_energy_phi.png")
-
     u_md = torch.cat([u64(c) for c in x_test.split(5000)]).numpy()
-    u_bg = ev["u"].numpy()
-    lo, hi = np.percentile(u_md, 0.1) - 5, np.percentile(u_md, 99.9) + 30
-    bins = np.linspace(lo, hi, 80)
-    fig = Figure(figsize=(5.5, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.hist(u_md, bins=bins, density=True, histtype="step", label="MD test frames")
-    ax.hist(u_bg[np.isfinite(u_bg)], bins=bins, density=True, histtype="step", label="flow samples")
-    ax.hist(
-        u_bg[np.isfinite(u_bg)],
-        bins=bins,
-        weights=w[np.isfinite(u_bg)],
-        density=True,
-        histtype="step",
-        label="flow, reweighted",
-    )
-    ax.set(xlabel="u (kT)", ylabel="density")
-    ax.legend()
+    fig = plots.energy_histograms(u_md, ev["u"].numpy(), w, ref_label="MD test frames")
     plots.save(fig, out / "figures" / "energy_histograms.png")

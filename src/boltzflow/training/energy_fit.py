@@ -19,7 +19,15 @@ from torch import Tensor
 
 from boltzflow.eval.weights import log_importance_weights
 from boltzflow.flows.flow import Flow
-from boltzflow.training.losses import EnergyFn, LossFn, force_matching, nll, reverse_kl, weighted
+from boltzflow.training.losses import (
+    EnergyFn,
+    LossFn,
+    force_matching,
+    importance_weighted_nll,
+    nll,
+    reverse_kl,
+    weighted,
+)
 
 
 def pack_forces(x: Tensor, forces_kt: Tensor) -> Tensor:
@@ -39,8 +47,9 @@ def mixed_objective(
     kl_batch: int = 256,
     temperature_factor: float = 1.0,
     dim: int | None = None,
+    iw_weight: float = 0.0,
 ) -> LossFn:
-    """``w_n NLL + w_k KL_rev + w_f FM`` as a ``(flow, batch) -> scalar`` loss (paper 004 eq. (5)).
+    """``w_n NLL + w_k KL_rev + w_f FM + w_i IW-NLL`` as a ``(flow, batch) -> scalar`` loss (paper 004 eq. (5)).
 
     Args:
         energy: reduced energy ``x (n, D) -> (n,)`` in kT, needed when ``kl_weight > 0``.
@@ -51,12 +60,14 @@ def mixed_objective(
         temperature_factor: τ of the reverse-KL target exp(-u/τ).
         dim: D, the width of x in a packed ``[x | f]`` batch (required with ``force_weight > 0``; with packed
             data and no force term it tells where x ends).
+        iw_weight: weight of the mass-covering importance-weighted NLL on ``kl_batch`` flow samples
+            (:func:`~boltzflow.training.losses.importance_weighted_nll`).
 
     Raises:
         ValueError: a reverse-KL weight without an energy, or a force weight without ``dim``.
     """
-    if kl_weight > 0 and energy is None:
-        raise ValueError("kl_weight > 0 needs an energy")
+    if (kl_weight > 0 or iw_weight > 0) and energy is None:
+        raise ValueError("kl_weight > 0 or iw_weight > 0 needs an energy")
     if force_weight > 0 and dim is None:
         raise ValueError("force_weight > 0 needs dim (the width of x in the packed [x | f] batch)")
 
@@ -67,6 +78,7 @@ def mixed_objective(
         (nll_weight, lambda flow, batch: nll(flow, positions(batch))),
         (kl_weight, lambda flow, batch: reverse_kl(flow, energy, kl_batch, None, temperature_factor)),
         (force_weight, lambda flow, batch: force_matching(flow, batch[:, :dim], batch[:, dim:])),
+        (iw_weight, lambda flow, batch: importance_weighted_nll(flow, energy, kl_batch, None, temperature_factor)),
     )
 
 
