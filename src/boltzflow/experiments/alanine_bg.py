@@ -70,8 +70,8 @@ class AlanineBGScale:
     bins: int = 8
     hidden: list[int] = field(default_factory=lambda: [128, 128])
     nll: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=256, lr=1e-3))
-    # the energy stage keeps its last weights (val_fraction 0): its loss has a noisy sampled part, so a
-    # "best validation epoch" would select on noise
+    # the energy stage has no validation split (val_fraction 0; its loss has a noisy sampled part): it keeps the
+    # epoch with the lowest mean training loss
     mixed: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             epochs=15, batch_size=256, lr=1e-4, lr_schedule="constant", val_fraction=0.0

@@ -74,7 +74,7 @@ def fit(
     Deterministic for a given ``cfg.seed`` (CPU). If ``checkpoint`` exists it must come from the same setup and
     training resumes after its last completed epoch (config, optimiser and RNG states restored); otherwise a new
     one is written every ``cfg.checkpoint_every`` epochs. At return the flow holds the weights with the lowest
-    validation loss (the last weights when ``val_fraction`` is 0).
+    validation loss (with ``val_fraction`` 0: the lowest epoch-mean training loss).
 
     Args:
         flow: model to train (modified in place).
