@@ -113,7 +113,9 @@ def test_reproduce_refuses_cartesian_options_elsewhere(tmp_path, capsys, extra, 
     assert not (tmp_path / "o").exists()
 
 
-def test_reproduce_refuses_a_non_positive_epoch_count(tmp_path, capsys):
+def test_reproduce_refuses_a_non_positive_epoch_count_and_an_empty_model_list(tmp_path, capsys):
     assert main(["reproduce", "alanine-cartesian", "--out", str(tmp_path / "o"), "--epochs", "0"]) == 1
     assert "--epochs must be a positive integer" in capsys.readouterr().err
+    assert main(["reproduce", "alanine-cartesian", "--out", str(tmp_path / "o"), "--models", " , "]) == 1
+    assert "--models needs at least one" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         extra["epochs"] = args.epochs
     if args.models is not None:
         extra["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        if not extra["models"]:
+            raise BoltzflowError("--models needs at least one of nll,penalty,anneal,smooth")
     module.run(args.out, args.scale, seed=args.seed, progress=not args.no_progress, force=args.force,
                command=["boltzflow", *sys.argv[1:]], **extra)
     print(f"trained case {args.case} in {args.out}" if args.case else f"wrote {args.out}/results.json")
