@@ -162,7 +162,7 @@ def test_tiny_run_writes_all_outputs(tmp_path):
 
 
 def test_table_states_reduced_epochs_of_a_full_scale_run():
-    from boltzflow.experiments.alanine_cartesian import table2_markdown
+    from boltzflow.experiments.cartesian_report import table2_markdown
 
     row = {
         "model": "nll", "min_r": 0.1, "lj_max": 1.0, "lj_mean": -10.0, "pca_w2": 0.5, "pca_w2_sd": 0.01,

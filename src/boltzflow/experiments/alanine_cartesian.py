@@ -21,13 +21,12 @@ import numpy as np
 import torch
 
 from boltzflow.errors import BoltzflowError
-from boltzflow.eval.wasserstein import w2_with_floor
-from boltzflow.experiments.common import fmt, prepare_out_dir, provenance
+from boltzflow.experiments.cartesian_report import score, table2_markdown
+from boltzflow.experiments.common import prepare_out_dir, provenance
 from boltzflow.flows.realnvp import RealNVPConfig, n_parameters
 from boltzflow.flows.spec import build_flow, realnvp_spec
 from boltzflow.io import atomic_path, save_json, save_npz, save_text
 from boltzflow.systems import alanine_cartesian as ac
-from boltzflow.systems.alanine import BASINS, basin_populations, phi_psi
 from boltzflow.training import penalties as P
 from boltzflow.training.checkpoint import read_checkpoint
 from boltzflow.training.config import TrainConfig
@@ -35,14 +34,6 @@ from boltzflow.training.loop import fit
 from boltzflow.training.losses import nll
 
 TRAINED = ("nll", "penalty", "anneal", "smooth")
-# Paper 001 Table 2: min r [nm], max U [kJ/mol], mean U [kJ/mol], PCA W2.
-PAPER_TABLE2 = {
-    "data": (0.161, -9.9, -12.1, 0.0),
-    "nll": (0.040, 1.4e8, 30_600, 0.50),
-    "penalty": (0.154, -6.6, -12.2, 0.76),
-}
-
-
 @dataclass
 class CartesianScale:
     """Sizes of one run (``full`` = the paper's architecture and epochs, ``quick`` = a demo)."""
@@ -144,7 +135,7 @@ def _run(out, scale_name, sc, seed, progress, force, command, dataset, started) 
         "sc": sc,
         "seed": seed,
     }
-    data_row = _score("data", aligned.xyz[data_idx], ctx, data_max=None)
+    data_row = score("data", aligned.xyz[data_idx], ctx, data_max=None)
     data_row.update(pca_w2=0.0, pca_w2_sd=0.0, n_params=None)
     data_max = data_row["energy_max"]
     rows, samples = [data_row], {"data": aligned.xyz[data_idx]}
@@ -153,14 +144,14 @@ def _run(out, scale_name, sc, seed, progress, force, command, dataset, started) 
         flow, fit_info = _train(out, name, x, st, pairs, sc, seed + k, progress)
         xyz = _sample(flow, sc.n_gen, seed + 100 + k)
         samples[name] = xyz
-        rows.append({**_score(name, xyz, ctx, data_max), "n_params": n_parameters(flow), **fit_info})
+        rows.append({**score(name, xyz, ctx, data_max), "n_params": n_parameters(flow), **fit_info})
         if name == "nll":
             xyz_r, acc = _sample_rejected(flow, sc.n_gen, pairs, sc.reject_r_min_nm, seed + 200, xyz)
             samples["nll_reject"] = xyz_r
             data_below = float((data_row["r_min_values"] < sc.reject_r_min_nm).mean())
             rows.append(
                 {
-                    **_score("nll_reject", xyz_r, ctx, data_max),
+                    **score("nll_reject", xyz_r, ctx, data_max),
                     "n_params": n_parameters(flow),
                     "acceptance": acc,
                     "reject_r_min_nm": sc.reject_r_min_nm,
@@ -297,70 +288,6 @@ def _sample_rejected(
     return got, float(sum(len(v) for v in kept)) / drawn
 
 
-def _score(name: str, xyz: np.ndarray, ctx: dict[str, Any], data_max: float | None) -> dict[str, Any]:
-    sc, pairs = ctx["sc"], ctx["pairs"]
-    finite = np.isfinite(xyz).all(axis=(1, 2))
-    xt = torch.as_tensor(xyz[finite], dtype=torch.float64)
-    r_min = ac.min_distance(xt, pairs).numpy()
-    lj = ac.paper_lj_energy(xt, pairs).numpy()
-    u = _energies(ctx["energy"], xt)
-    u = np.where(np.isnan(u), np.inf, u)  # an overflowing collision counts as infinitely high
-    u_ok = u[np.isfinite(u)]
-    proj = ac.pca_project(ac.standardize(xyz[finite].reshape(len(xt), -1), ctx["st"]), ctx["pca"])
-    row: dict[str, Any] = {
-        "model": name,
-        "n": int(len(xyz)),
-        "n_nonfinite": int((~finite).sum()),
-        "min_r": float(r_min.min()),
-        "r_min_q01": float(np.quantile(r_min, 0.01)),
-        "r_min_median": float(np.median(r_min)),
-        "frac_r_min_below_eps": float((r_min < sc.eps_nm).mean()),
-        "lj_max": float(lj.max()),
-        "lj_mean": float(lj.mean()),
-        "lj_median": float(np.median(lj)),
-        "energy_mean": float(u_ok.mean()) if u_ok.size else None,
-        "energy_median": float(np.median(u)),
-        "energy_max": float(u_ok.max()) if u_ok.size else None,
-        "energy_n_nonfinite": int((~np.isfinite(u)).sum()),
-        "penalty_eq17": float(P.collision_penalty(xt, pairs, sc.eps_nm).mean()),
-        "basins": basin_populations(phi_psi(xt).numpy()),
-        "r_min_values": r_min,
-        "pca_proj": proj,
-    }
-    if data_max is not None:
-        row["energy_frac_above_data_max"] = float(np.mean(~(u <= data_max)))
-        w2 = w2_with_floor(
-            ctx["ref_proj"],
-            proj,
-            n=min(sc.w2_n, len(proj), len(ctx["ref_proj"]) // 2),
-            draws=sc.w2_draws,
-            generator=ctx["seed"],
-        )
-        row.update(
-            pca_w2=w2["w2"],
-            pca_w2_sd=w2["w2_sd"],
-            pca_w2_floor=w2["w2_floor"],
-            pca_w2_floor_sd=w2["w2_floor_sd"],
-        )
-    else:
-        row["energy_frac_above_data_max"] = 0.0
-        w2 = w2_with_floor(
-            ctx["ref_proj"],
-            proj,
-            n=min(sc.w2_n, len(ctx["ref_proj"]) // 2),
-            draws=sc.w2_draws,
-            generator=ctx["seed"],
-        )
-        row.update(pca_w2_floor=w2["w2_floor"], pca_w2_floor_sd=w2["w2_floor_sd"])
-    return row
-
-
-@torch.no_grad()
-def _energies(energy, xt: torch.Tensor, chunk: int = 1000) -> np.ndarray:
-    """AMBER energies in kJ/mol, (n, 22, 3) nm -> (n,); non-finite where a collision overflows."""
-    return torch.cat([energy.energy_kj(c) for c in xt.split(chunk)]).numpy() if len(xt) else np.empty(0)
-
-
 def _save_samples(out: Path, name: str, xyz: np.ndarray) -> None:
     import mdtraj
 
@@ -383,57 +310,4 @@ def _figures(out: Path, rows: list[dict[str, Any]], sc: CartesianScale) -> None:
     plots.save(
         plots.pca_panels({r["model"]: r["pca_proj"] for r in rows}),
         out / "figures" / "fig4_pca.png",
-    )
-
-
-def _paper_value(p: tuple[float, ...] | None, i: int) -> str:
-    return f" ({fmt(p[i])})" if p else ""
-
-
-def table2_markdown(results: dict[str, Any]) -> str:
-    """Our Table 2 beside the paper's (paper values in parentheses), plus the remedies' rows."""
-    head = (
-        "| model | min r [nm] (paper) | max U_LJ [kJ/mol] (paper) | mean U_LJ [kJ/mol] (paper) | PCA W2 ± sd "
-        "[floor] (paper) | AMBER E mean / median [kJ/mol] | frac E > data max | r_min < 0.17 nm | "
-        "C7eq/β, αR, αL, other |\n|" + "---|" * 9 + "\n"
-    )
-    lines = []
-    for row in results["models"]:
-        p = PAPER_TABLE2.get(row["model"])
-        par = functools.partial(_paper_value, p)
-        w2 = f"{fmt(row['pca_w2'])} ± {fmt(row['pca_w2_sd'])} [{fmt(row['pca_w2_floor'])}]"
-        pops = ", ".join(f"{row['basins'][b]:.3f}" for b in BASINS)
-        lines.append(
-            f"| {row['model']} | {fmt(row['min_r'])}{par(0)} | {fmt(row['lj_max'])}{par(1)} "
-            f"| {fmt(row['lj_mean'])}{par(2)} | {w2}{par(3)} | {fmt(row['energy_mean'])} / "
-            f"{fmt(row['energy_median'])} | {fmt(row['energy_frac_above_data_max'])} "
-            f"| {fmt(row['frac_r_min_below_eps'])} | {pops} |"
-        )
-    cfg = results["config"]
-    epochs = cfg["train"]["epochs"]
-    reduced = (
-        f"\n**Trained for {epochs} epochs, not the paper's 200** (same architecture and optimiser).\n"
-        if cfg["scale"] == "full" and epochs != 200
-        else ""
-    )
-    foot = (
-        f"\nEach row is scored on {cfg['n_gen']} configurations (data: random MD frames). "
-        "U_LJ is the paper's observable (σ = 0.17 nm, ε = 1 kJ/mol over the 174 non-bonded pairs); "
-        "AMBER E is the full AMBER99SB-ILDN + OBC energy without constraints. "
-        "PCA on standardised aligned coordinates, fitted on the data; "
-        f"W2 is the mean over {cfg['w2_draws']} subsample draws of {cfg['w2_n']} points, "
-        "the floor in brackets is W2 between disjoint data subsamples. "
-        f"Models: nll = NLL only; penalty = eq. (17) λ = {cfg['lam']}, ε = {cfg['eps_nm']} nm; "
-        f"anneal = eq. (17) with λ linearly to 0 at {cfg['anneal_zero_fraction']:.0%} of training; "
-        f"smooth = softplus hinge (width {cfg['smooth_width_nm']} nm) with λ = {cfg['smooth_lam']}; "
-        f"nll_reject = NLL samples with r_min < {cfg['reject_r_min_nm']} nm "
-        "dropped and redrawn.\n"
-    )
-    return (
-        f"# Alanine dipeptide, 66 Cartesian coordinates (paper 001 Table 2), scale {cfg['scale']}\n\n"
-        + head
-        + "\n".join(lines)
-        + "\n"
-        + reduced
-        + foot
     )
