@@ -174,3 +174,13 @@ def test_ball_supremum_of_the_inverse_map():
     small = ball_supremum(fn, z, radius=2.0, n_starts=8, steps=400, lr=0.05, inverse=True)
     assert big.value == pytest.approx(1 / 0.6, rel=1e-6)
     assert small.value == pytest.approx(1 / (1 + 0.4 * np.cos(2.0)), rel=1e-6)
+
+
+def test_ball_supremum_leaves_the_parameters_of_the_map_alone():
+    flow = random_realnvp(2, seed=4).double()
+    z = torch.randn(64, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    before = [q.detach().clone() for q in flow.parameters()]
+    sup = ball_supremum(forward_map(flow.transform), z, radius=3.0, n_starts=4, steps=20)
+    assert sup.value >= sup.start_value > 0
+    assert all(q.grad is None for q in flow.parameters())
+    assert all(torch.equal(a, q) for a, q in zip(before, flow.parameters(), strict=True))

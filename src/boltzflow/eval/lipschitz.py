@@ -195,10 +195,12 @@ def ball_supremum(
     opt = torch.optim.Adam([points], lr=lr)
     best, best_z = start_value, inside[order[0]].clone()
     for _ in range(steps):
-        opt.zero_grad()
         values = log_sigma(points)
         finite = torch.isfinite(values)
-        (-values[finite].sum()).backward()
+        if not finite.any():
+            break
+        # gradient for the points only: the map's own parameters get no .grad from this estimate
+        (points.grad,) = torch.autograd.grad(-values[finite].sum(), points)
         seen = values.detach()
         k = int(torch.argmax(torch.where(finite, seen, torch.full_like(seen, -torch.inf))))
         if finite[k] and float(seen[k].exp()) > best:
