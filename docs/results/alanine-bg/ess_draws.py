@@ -5,7 +5,6 @@ Run from the repository root:  .venv/bin/python docs/results/alanine-bg/ess_draw
 
 import math
 
-import numpy as np
 import torch
 
 from boltzflow.energies.amber import AmberEnergy
