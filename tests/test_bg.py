@@ -112,16 +112,22 @@ def test_two_particle_bg_smoke(tmp_path):
 
 def test_alanine_bg_smoke(tmp_path):
     from boltzflow.energies.openmm_system import alanine_dipeptide
-    from boltzflow.experiments.alanine_bg import run
+    from boltzflow.experiments.alanine_bg import _alpha_l, run
     from boltzflow.flows.ic_flow import build_ic_spline
+    from boltzflow.samplers.dataset import load_alanine_dataset
     from boltzflow.training.checkpoint import read_checkpoint
 
-    xyz = np.repeat(alanine_dipeptide().positions[None], 400, axis=0)
-    xyz = xyz + 0.002 * np.random.default_rng(0).standard_normal(
-        xyz.shape
-    )  # a blurred structure, unconstrained
-    np.savez(tmp_path / "data.npz", xyz=xyz, replica=np.repeat([0, 1], 200))
+    ds = load_alanine_dataset()  # 360 frames outside αL and 40 in it, from the shipped MD
+    in_al = _alpha_l(torch.as_tensor(ds.xyz).flatten(-2)).numpy() > 0
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.choice(np.flatnonzero(~in_al), 360, replace=False), np.flatnonzero(in_al)[::10][:40]])
+    rows = rng.permutation(rows)
+    np.savez(tmp_path / "data.npz", xyz=ds.xyz[rows], replica=np.repeat([0, 1], 200), temperature_kelvin=300.0)
     res = run(tmp_path / "ala", "smoke", seed=0, progress=False, data_path=tmp_path / "data.npz")
+    # the αL seeding ran: 2 short MD runs x 5 frames from αL training frames, still in αL, cached for a resume
+    assert res["n_alpha_l_seed_frames"] == 10
+    seed_xyz = np.load(tmp_path / "ala" / "data" / "alpha_l_seed.npz")["xyz"]
+    assert seed_xyz.shape == (10, 22, 3) and _alpha_l(torch.as_tensor(seed_xyz).flatten(-2)).mean() >= 0.8
     keys = [
         "nll_test",
         "ess_fraction",
@@ -196,3 +202,22 @@ def test_oversample_repeats_the_masked_rows():
     assert oversample(x, mask, 1) is x
     with pytest.raises(ValueError, match=">= 1"):
         oversample(x, mask, 0)
+
+
+def test_alpha_l_seeding_is_off_without_runs_or_alpha_l_frames_and_its_cache_follows_the_settings(tmp_path):
+    import dataclasses
+
+    from boltzflow.experiments.alanine_bg import _alpha_l, _alpha_l_seed, scale
+    from boltzflow.samplers.dataset import load_alanine_dataset
+
+    ds = load_alanine_dataset()
+    in_al = _alpha_l(torch.as_tensor(ds.xyz).flatten(-2)).numpy() > 0
+    sc = scale("smoke")
+    assert _alpha_l_seed(tmp_path, ds.xyz[~in_al][:50], sc, 0, False).shape == (0, 22, 3)  # no αL frame: no seeds
+    mixed = np.concatenate([ds.xyz[~in_al][:50], ds.xyz[in_al][:5]]).astype(np.float64)
+    assert _alpha_l_seed(tmp_path, mixed, dataclasses.replace(sc, alpha_l_seed_runs=0), 0, False).shape == (0, 22, 3)
+    a = _alpha_l_seed(tmp_path, mixed, sc, 0, False)
+    assert a.shape == (sc.alpha_l_seed_runs * sc.alpha_l_seed_frames, 22, 3)
+    np.testing.assert_array_equal(_alpha_l_seed(tmp_path, mixed, sc, 0, False), a)  # read back from the cache
+    b = _alpha_l_seed(tmp_path, mixed, sc, 1, False)  # another seed is another run, not the cached one
+    assert b.shape == a.shape and not np.array_equal(a, b)

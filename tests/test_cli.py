@@ -105,6 +105,7 @@ def test_reproduce_refuses_a_finished_run(tmp_path):
     [
         (["--epochs", "3"], "--epochs is only available for alanine-cartesian"),
         (["--models", "nll"], "--models is only available for alanine-cartesian"),
+        (["--alpha-l-seed-runs", "4"], "--alpha-l-seed-runs is only available for alanine-bg"),
     ],
 )
 def test_reproduce_refuses_cartesian_options_elsewhere(tmp_path, capsys, extra, message):
@@ -118,4 +119,6 @@ def test_reproduce_refuses_a_non_positive_epoch_count_and_an_empty_model_list(tm
     assert "--epochs must be a positive integer" in capsys.readouterr().err
     assert main(["reproduce", "alanine-cartesian", "--out", str(tmp_path / "o"), "--models", " , "]) == 1
     assert "--models needs at least one" in capsys.readouterr().err
+    assert main(["reproduce", "alanine-bg", "--out", str(tmp_path / "o"), "--alpha-l-seed-runs", "-1"]) == 1
+    assert "--alpha-l-seed-runs must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

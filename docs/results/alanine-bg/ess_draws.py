@@ -1,9 +1,11 @@
-"""ESS of the shipped pretrained alanine BG on independent draws of 10^5 samples, and what its spread comes from.
+"""ESS of an alanine BG checkpoint on independent draws of 10^5 samples, and what its spread comes from.
 
-Run from the repository root:  .venv/bin/python docs/results/alanine-bg/ess_draws.py
+Run from the repository root:  .venv/bin/python docs/results/alanine-bg/ess_draws.py [CHECKPOINT]
+(default: the shipped pretrained checkpoint; for a training run: runs/<run>/checkpoints/bg.pt, its best weights)
 """
 
 import math
+import sys
 
 import torch
 
@@ -16,7 +18,8 @@ from boltzflow.training.energy_fit import bg_samples
 
 torch.set_num_threads(1)
 energy = AmberEnergy.from_system(alanine_dipeptide(solvent="obc", constraints="none").system, 300.0)
-flow = load_flow("src/boltzflow/data/alanine-dipeptide-bg.pt")[0].double()
+path = sys.argv[1] if len(sys.argv) > 1 else "src/boltzflow/data/alanine-dipeptide-bg.pt"
+flow = load_flow(path)[0].double()
 for seed in (11, 101, 102, 103):  # 11: the draw of the reproduce run (seed + 11)
     s = bg_samples(flow, lambda x: energy(x.unflatten(-1, (22, 3))), 100_000, torch.Generator().manual_seed(seed),
                    chunk_size=5000)

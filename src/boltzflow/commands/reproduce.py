@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None,
                    help="alanine-cartesian only: comma-separated subset of nll,penalty,anneal,smooth to train and "
                         "score (default: all; nll_reject comes with nll)")
+    p.add_argument("--alpha-l-seed-runs", type=int, default=None,
+                   help="alanine-bg only: short MD runs from the training frames in alphaL whose frames join the "
+                        "training data (default: the scale's, 40 for --full; 0 turns the seeding off)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -70,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
     for name in ("epochs", "models"):
         if getattr(args, name) is not None and args.experiment != "alanine-cartesian":
             raise BoltzflowError(f"--{name} is only available for alanine-cartesian")
+    if args.alpha_l_seed_runs is not None:
+        if args.experiment != "alanine-bg":
+            raise BoltzflowError("--alpha-l-seed-runs is only available for alanine-bg")
+        if args.alpha_l_seed_runs < 0:
+            raise BoltzflowError(f"--alpha-l-seed-runs must be >= 0, got {args.alpha_l_seed_runs}")
+        extra["alpha_l_seed_runs"] = args.alpha_l_seed_runs
     if args.epochs is not None:
         if args.epochs < 1:
             raise BoltzflowError(f"--epochs must be a positive integer, got {args.epochs}")
