@@ -126,6 +126,8 @@ def test_alanine_bg_smoke(tmp_path):
     res = run(tmp_path / "ala", "smoke", seed=0, progress=False, data_path=tmp_path / "data.npz")
     # the αL seeding ran: 2 short MD runs x 5 frames from αL training frames, still in αL, cached for a resume
     assert res["n_alpha_l_seed_frames"] == 10
+    assert [st["stage"] for st in res["stages"]] == ["nll", "energy", "polish"]
+    assert (tmp_path / "ala" / "checkpoints" / "bg_polish.pt").is_file()
     seed_xyz = np.load(tmp_path / "ala" / "data" / "alpha_l_seed.npz")["xyz"]
     assert seed_xyz.shape == (10, 22, 3) and _alpha_l(torch.as_tensor(seed_xyz).flatten(-2)).mean() >= 0.8
     keys = [
@@ -221,3 +223,5 @@ def test_alpha_l_seeding_is_off_without_runs_or_alpha_l_frames_and_its_cache_fol
     np.testing.assert_array_equal(_alpha_l_seed(tmp_path, mixed, sc, 0, False), a)  # read back from the cache
     b = _alpha_l_seed(tmp_path, mixed, sc, 1, False)  # another seed is another run, not the cached one
     assert b.shape == a.shape and not np.array_equal(a, b)
+    c = _alpha_l_seed(tmp_path, mixed + 0.001, sc, 1, False)  # other start frames at the same indices: a new run
+    assert not np.array_equal(b, c)

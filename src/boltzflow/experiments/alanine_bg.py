@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -329,7 +330,8 @@ def _alpha_l_seed(out: Path, xyz_train: np.ndarray, sc: AlanineBGScale, seed: in
     if sc.alpha_l_seed_runs < 1 or sc.alpha_l_seed_frames < 1 or len(in_al) == 0:
         return np.zeros((0, 22, 3))
     picks = in_al[np.linspace(0, len(in_al) - 1, sc.alpha_l_seed_runs).round().astype(int)]
-    key = {"starts": picks.tolist(), "frames": sc.alpha_l_seed_frames, "seed": seed}
+    digest = hashlib.sha256(np.ascontiguousarray(xyz_train[picks], dtype=np.float64).tobytes()).hexdigest()
+    key = {"starts": picks.tolist(), "start_sha256": digest, "frames": sc.alpha_l_seed_frames, "seed": seed}
     cache = out / "data" / "alpha_l_seed.npz"
     if cache.is_file():
         with np.load(cache) as f:
