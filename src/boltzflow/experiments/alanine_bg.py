@@ -248,7 +248,7 @@ def run(
 
 
 def _train(out, flow, u_flat, x_fit, energy, sc: AlanineBGScale, seed, extra, progress):
-    """NLL on ``x_fit`` (n, 66) float64, then the energy stage; returns the stage summaries."""
+    """NLL on ``x_fit`` (n, 66) float64, then the energy and polish stages; returns the stage summaries."""
     x = x_fit.float()
     cfg = dataclasses.replace(sc.nll, seed=seed)
     first = fit(
