@@ -64,7 +64,10 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
         fit(_flow(), dying_nll, _data(), cfg, checkpoint=ckpt, extra={"flow_spec": SPEC}, progress=False)
     assert read_checkpoint(ckpt)["epoch"] == 2
     resumed = _flow(seed=123)  # different init: everything must come from the checkpoint
-    fit(resumed, nll, _data(), cfg, checkpoint=ckpt, extra={"flow_spec": SPEC}, progress=False)
+    result = fit(resumed, nll, _data(), cfg, checkpoint=ckpt, extra={"flow_spec": SPEC}, progress=False)
+    assert len(result.history) == 4  # the two epochs before the kill are kept, and timed
+    assert result.train_seconds == pytest.approx(sum(h["seconds"] for h in result.history))
+    assert result.train_seconds > sum(h["seconds"] for h in result.history[2:])
     for pa, pb in zip(ref.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(pa, pb)
     loaded, _ = load_flow(ckpt)

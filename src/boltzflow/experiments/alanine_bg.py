@@ -262,7 +262,7 @@ def _train(out, flow, u_flat, x_fit, energy, sc: AlanineBGScale, seed, extra, pr
         desc="nll",
     )
     stages = [
-        {"stage": "nll", "best_val": first.best_val, "seconds": _epoch_seconds(first), "skipped": first.skipped_steps}
+        {"stage": "nll", "best_val": first.best_val, "seconds": first.train_seconds, "skipped": first.skipped_steps}
     ]
     if sc.kl_weight <= 0 and sc.force_weight <= 0 and sc.iw_weight <= 0:
         return stages
@@ -302,17 +302,12 @@ def _train(out, flow, u_flat, x_fit, energy, sc: AlanineBGScale, seed, extra, pr
     return stages
 
 
-def _epoch_seconds(result) -> float:
-    """Training time of a stage summed over its epochs, across resumed runs (``FitResult.seconds`` is one call's)."""
-    return float(sum(h["seconds"] for h in result.history))
-
-
 def _energy_summary(name: str, result, weights: dict[str, float]) -> dict[str, Any]:
     return {
         "stage": name,
         "final_train_loss": result.history[-1]["train_loss"] if result.history else None,
         "best_epoch": result.best_epoch,
-        "seconds": _epoch_seconds(result),
+        "seconds": result.train_seconds,
         "skipped": result.skipped_steps,
         "weights": weights,
     }
@@ -336,7 +331,7 @@ def _alpha_l_seed(out: Path, xyz_train: np.ndarray, sc: AlanineBGScale, seed: in
     if cache.is_file():
         with np.load(cache) as f:
             if json.loads(str(f["key"])) == key:
-                return f["xyz"]
+                return f["xyz"].astype(np.float64)
     mol = alanine_dipeptide(solvent="obc", constraints="HBonds")
     xyz = short_runs(
         mol.system, xyz_train[picks], sc.alpha_l_seed_frames, temperature_kelvin=TEMPERATURE_KELVIN,

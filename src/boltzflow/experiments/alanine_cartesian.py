@@ -261,7 +261,7 @@ def _train(
         "best_epoch": result.best_epoch,
         "best_val_loss": result.best_val,
         "skipped_steps": result.skipped_steps,
-        "train_seconds": sum(h["seconds"] for h in result.history),  # all epochs, across resumes
+        "train_seconds": result.train_seconds,
         "final_train_loss": result.history[-1]["train_loss"] if result.history else None,
     }
 

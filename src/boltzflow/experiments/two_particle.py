@@ -182,7 +182,7 @@ def _row(name, eps, flow, x_real, x_gen, singular, quad, quad_sing, sc, seed, fi
         "n_real": len(x_real), "n_gen": len(x_gen), "w2_subsample": sc.w2_n, "w2_draws": sc.w2_draws,
         "best_epoch": fit_result.best_epoch, "best_val_nll": fit_result.best_val,
         "skipped_steps": fit_result.skipped_steps,
-        "train_seconds": sum(h["seconds"] for h in fit_result.history),  # all epochs, across resumes
+        "train_seconds": fit_result.train_seconds,
     }
 
 

@@ -40,6 +40,11 @@ class FitResult(NamedTuple):
     skipped_steps: int
     seconds: float
 
+    @property
+    def train_seconds(self) -> float:
+        """Training time summed over every epoch, across resumed runs."""
+        return float(sum(h["seconds"] for h in self.history))
+
 
 def split_data(x: Tensor, val_fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Random train/validation split of the rows of ``x``."""

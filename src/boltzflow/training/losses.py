@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from boltzflow.eval.weights import log_importance_weights
 from boltzflow.flows.flow import Flow
 
 LossFn = Callable[[Flow, Tensor], Tensor]
@@ -124,7 +125,7 @@ def importance_weighted_nll(
     _check_sampling("importance_weighted_nll", n, temperature_factor)
     with torch.no_grad():
         sample = flow.sample(n, generator)
-        log_w = -energy(sample.x).to(sample.log_prob.dtype) / temperature_factor - sample.log_prob
+        log_w = log_importance_weights(energy(sample.x).to(sample.log_prob.dtype) / temperature_factor, sample.log_prob)
         finite = torch.isfinite(log_w) & torch.isfinite(sample.x).all(-1)
         if not finite.any():
             return sample.log_prob.new_tensor(math.nan)
