@@ -62,6 +62,14 @@ def short_runs(
         raise BoltzflowError("starts hold non-finite positions")
     if frames_per_run < 1:
         raise BoltzflowError(f"frames_per_run must be >= 1, got {frames_per_run}")
+    for name, value in (("temperature_kelvin", temperature_kelvin), ("save_every_ps", save_every_ps),
+                        ("timestep_fs", timestep_fs)):
+        if not value > 0:
+            raise BoltzflowError(f"{name} must be positive, got {value}")
+    if not (equilibrate_ps >= 0 and friction_per_ps >= 0):
+        raise BoltzflowError(
+            f"equilibrate_ps and friction_per_ps must be >= 0, got {equilibrate_ps}, {friction_per_ps}"
+        )
     steps_per_frame = max(1, int(round(save_every_ps * 1000.0 / timestep_fs)))
     equil_steps = int(round(equilibrate_ps * 1000.0 / timestep_fs))
     try:
