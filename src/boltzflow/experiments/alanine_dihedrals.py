@@ -249,7 +249,7 @@ def run(out_dir: str | Path, scale: str = "quick", seed: int = 0, data: Any = No
         gens[name] = gen.double().numpy()
         save_npz(out / "samples" / f"{name}.npz", phi_psi=gens[name].astype(np.float32))
         row = {"model": name, "n_params": n_parameters(flow), "val_nll": fit_result.best_val,
-               "best_epoch": fit_result.best_epoch, "train_seconds": fit_result.seconds,
+               "best_epoch": fit_result.best_epoch, "train_seconds": fit_result.train_seconds,
                "populations_real": pops_real, "alphaL_real": pops_real["alphaL"]}
         models.append(row | metrics(angles, gens[name], cfg, floors, seed + 200 + i))
     from boltzflow import plots

@@ -181,7 +181,7 @@ def _train(
         desc="nll",
     )
     stages = [
-        {"stage": "nll", "best_val": first.best_val, "seconds": first.seconds, "skipped": first.skipped_steps}
+        {"stage": "nll", "best_val": first.best_val, "seconds": first.train_seconds, "skipped": first.skipped_steps}
     ]
     if sc.kl_weight > 0 and sc.kl_train.epochs > 0:
         u = lambda v: linlog_cut(energy(v), high=1e3)  # noqa: E731  singular at r = 0: cut, never inf
@@ -201,7 +201,7 @@ def _train(
             {
                 "stage": "nll+kl",
                 "best_val": second.best_val,
-                "seconds": second.seconds,
+                "seconds": second.train_seconds,
                 "skipped": second.skipped_steps,
             }
         )
