@@ -52,3 +52,25 @@ def test_bad_starts_are_refused_in_one_line(mol):
         short_runs(mol.system, mol.positions[None], 1, equilibrate_ps=-1.0)
     with pytest.raises(BoltzflowError, match="platform 'Nope'"):
         short_runs(mol.system, mol.positions[None], 1, platform="Nope")
+
+
+def test_positions_follow_the_boltzmann_distribution_of_a_harmonic_well():
+    """Independent particles in 0.5 k |x|^2: every coordinate has mean 0 and variance kT/k (closed form)."""
+    import openmm
+
+    from boltzflow.energies.openmm_system import kt_kj_per_mol
+
+    n, k = 10, 1000.0  # kJ/mol/nm^2
+    system = openmm.System()
+    well = openmm.CustomExternalForce("0.5*k*(x^2+y^2+z^2)")
+    well.addGlobalParameter("k", k)
+    for i in range(n):
+        system.addParticle(12.0)
+        well.addParticle(i, [])
+    system.addForce(well)
+    starts = np.zeros((4, n, 3))
+    xyz = short_runs(system, starts, 500, save_every_ps=0.5, equilibrate_ps=5.0, friction_per_ps=5.0, seed=7)
+    var = kt_kj_per_mol(300.0) / k
+    assert xyz.dtype == np.float64 and xyz.shape == (2000, n, 3)
+    assert abs(xyz.mean()) < 0.1 * np.sqrt(var)  # centred (a loose bound: the frames are correlated)
+    assert xyz.var() == pytest.approx(var, rel=0.05)
