@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from boltzflow.io import load_npz
 from boltzflow.systems import alanine_cartesian as ac
 
 
@@ -151,7 +152,7 @@ def test_tiny_run_writes_all_outputs(tmp_path):
     for fig in ("fig4_min_r.png", "fig4_pca.png"):
         assert (out / "figures" / fig).stat().st_size > 0
     for name in names[1:]:
-        xyz = np.load(out / "samples" / f"{name}.npz")["xyz"]
+        xyz = load_npz(out / "samples" / f"{name}.npz")["xyz"]
         assert xyz.shape == (40, 22, 3) and xyz.dtype == np.float32
         traj = mdtraj.load(str(out / "samples" / f"{name}.xtc"), top=str(ac_pdb()))
         assert traj.n_atoms == 22 and traj.n_frames == 40

@@ -11,6 +11,7 @@ from boltzflow import plots
 from boltzflow.errors import BoltzflowError
 from boltzflow.experiments import alanine_dihedrals as ad
 from boltzflow.flows.realnvp import RealNVPConfig, n_parameters, realnvp
+from boltzflow.io import load_npz
 from boltzflow.training.config import TrainConfig
 
 
@@ -58,7 +59,7 @@ def test_smoke_run_writes_outputs(tmp_path):
     assert saved["data"]["n_frames"] == 400
     assert saved["data"]["populations"] == pytest.approx(res["data"]["populations"])
     for name in ("realnvp", "circular_spline"):
-        s = np.load(out / "samples" / f"{name}.npz")["phi_psi"]
+        s = load_npz(out / "samples" / f"{name}.npz")["phi_psi"]
         assert s.shape == (400, 2)
     assert (out / "figures" / "fig3_ramachandran.png").stat().st_size > 1000
     assert "9.21" not in (out / "table.md").read_text()  # n=100: the paper's n=1000 W2 is not comparable

@@ -7,6 +7,7 @@ import pytest
 
 from boltzflow.cli import main
 from boltzflow.energies.openmm_system import alanine_dipeptide_pdb, build_molecule
+from boltzflow.io import load_npz
 
 PDB = str(alanine_dipeptide_pdb())
 
@@ -41,7 +42,7 @@ def test_backends_agree(frames, tmp_path):
             )
             == 0
         )
-        outs[backend] = np.load(out)
+        outs[backend] = load_npz(out)
     t, o = outs["torch"], outs["openmm"]
     assert t["energy_kj"].shape == (4,) and t["forces_kj"].shape == (4, 22, 3)
     np.testing.assert_allclose(t["energy_kj"], o["energy_kj"], rtol=1e-9)
@@ -52,22 +53,22 @@ def test_backends_agree(frames, tmp_path):
 def test_reads_mdtraj_trajectories(frames, tmp_path):
     import mdtraj
 
-    xyz = np.load(frames)["xyz"]
+    xyz = load_npz(frames)["xyz"]
     traj = mdtraj.Trajectory(xyz, mdtraj.load(PDB).topology)
     traj.save_dcd(str(tmp_path / "t.dcd"))
     out = tmp_path / "dcd.npz"
     assert main(["energy", "--pdb", PDB, "--in", str(tmp_path / "t.dcd"), "--out", str(out)]) == 0
     ref = tmp_path / "ref.npz"
     assert main(["energy", "--pdb", PDB, "--in", str(frames), "--out", str(ref)]) == 0
-    assert "forces_kj" not in np.load(out)
+    assert "forces_kj" not in load_npz(out)
     np.testing.assert_allclose(
-        np.load(out)["energy_kj"], np.load(ref)["energy_kj"], rtol=1e-3
+        load_npz(out)["energy_kj"], load_npz(ref)["energy_kj"], rtol=1e-3
     )  # dcd is float32
 
 
 @pytest.mark.parametrize("problem", ["atoms", "nan", "missing", "force"])
 def test_bad_input_one_line_no_output(frames, tmp_path, capsys, problem):
-    xyz = np.load(frames)["xyz"]
+    xyz = load_npz(frames)["xyz"]
     path, extra = frames, []
     if problem == "atoms":
         path = tmp_path / "short.npz"

@@ -12,6 +12,7 @@ from boltzflow.eval.weights import reweight
 from boltzflow.flows.base import StandardNormal
 from boltzflow.flows.core import Affine
 from boltzflow.flows.flow import Flow
+from boltzflow.io import load_npz
 from boltzflow.training.energy_fit import bg_samples, mixed_objective, pack_forces
 from boltzflow.training.losses import force_matching, importance_weighted_nll, nll, reverse_kl
 
@@ -128,7 +129,7 @@ def test_alanine_bg_smoke(tmp_path):
     assert res["n_alpha_l_seed_frames"] == 10
     assert [st["stage"] for st in res["stages"]] == ["nll", "energy", "polish"]
     assert (tmp_path / "ala" / "checkpoints" / "bg_polish.pt").is_file()
-    seed_xyz = np.load(tmp_path / "ala" / "data" / "alpha_l_seed.npz")["xyz"]
+    seed_xyz = load_npz(tmp_path / "ala" / "data" / "alpha_l_seed.npz")["xyz"]
     assert seed_xyz.shape == (10, 22, 3) and _alpha_l(torch.as_tensor(seed_xyz).flatten(-2)).mean() >= 0.8
     keys = [
         "nll_test",
@@ -157,7 +158,7 @@ def test_alanine_bg_smoke(tmp_path):
 
     out = tmp_path / "samples.npz"
     assert main(["sample", str(tmp_path / "ala" / "checkpoints" / "bg.pt"), "-n", "50", "--out", str(out)]) == 0
-    s = np.load(out)
+    s = load_npz(out)
     assert s["xyz"].shape == (50, 22, 3) and s["x"].shape == (50, 66)
     amber = AmberEnergy.from_system(alanine_dipeptide(constraints="none").system, 300.0)
     np.testing.assert_allclose(s["energy"], amber.energy(torch.as_tensor(s["x"]).reshape(50, 22, 3)).numpy(),
@@ -175,7 +176,7 @@ def test_pretrained_alanine_checkpoint_samples_with_weights(tmp_path):
     load_flow(path)  # loads as a checkpoint of the registered ic_spline flow
     out = tmp_path / "s.npz"
     assert main(["sample", str(path), "-n", "500", "--seed", "1", "--out", str(out)]) == 0
-    s = np.load(out)
+    s = load_npz(out)
     assert s["xyz"].shape == (500, 22, 3) and np.isfinite(s["log_w"]).all()
     angles = phi_psi(torch.as_tensor(s["xyz"], dtype=torch.float64)).numpy()
     assert (angles[:, 0] < 0).mean() > 0.9  # the flow samples the phi < 0 basins

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from boltzflow.cli import main
+from boltzflow.io import load_npz
 
 
 @pytest.fixture()
@@ -36,7 +37,7 @@ def test_train_sample_evaluate_round_trip(tiny_setup, capsys):
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 3
     assert len(json.loads((out / "history.json").read_text())["history"]) == 3
     assert main(["sample", str(out / "checkpoint.pt"), "-n", "500", "--out", str(tiny_setup / "s.npz")]) == 0
-    s = np.load(tiny_setup / "s.npz")
+    s = load_npz(tiny_setup / "s.npz")
     assert s["x"].shape == (500, 4) and s["log_prob"].shape == (500,)
     # log_w = -u - log q with u = beta * U of the checkpoint's system
     from boltzflow.energies.two_particle import TwoParticleCoulomb
@@ -82,7 +83,7 @@ def test_bad_configs_and_data(tiny_setup, capsys):
     assert main(["train", str(tiny_setup / "missing.json"), "--out", str(out)]) == 1
     (tiny_setup / "broken.json").write_text("{not json")
     assert main(["train", str(tiny_setup / "broken.json"), "--out", str(out)]) == 1
-    x = np.load(tiny_setup / "data.npz")["x"]
+    x = load_npz(tiny_setup / "data.npz")["x"]
     x[3, 2] = np.nan
     np.savez(tiny_setup / "data.npz", x=x)
     assert main(["train", str(cfg), "--out", str(out)]) == 1

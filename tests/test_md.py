@@ -17,6 +17,7 @@ from boltzflow.cli import main  # noqa: E402
 from boltzflow.energies.openmm_bridge import OpenMMEnergy  # noqa: E402
 from boltzflow.energies.openmm_system import SOLVENTS, alanine_dipeptide_pdb, build_molecule  # noqa: E402
 from boltzflow.errors import BoltzflowError  # noqa: E402
+from boltzflow.io import load_npz  # noqa: E402
 from boltzflow.samplers.md import MDConfig, simulate  # noqa: E402
 from boltzflow.samplers.md_files import chunk_path, complete_chunks  # noqa: E402
 
@@ -29,7 +30,7 @@ def config(solvent="vacuum", **kw):
 
 def frames(run_dir, replica, keys=("xyz", "energy_kj", "forces_kj", "time_ps")):
     chunks = sorted((run_dir / f"replica-{replica:02d}").glob("chunk-*.npz"))
-    return {k: np.concatenate([np.load(c)[k] for c in chunks]) for k in keys}
+    return {k: np.concatenate([load_npz(c)[k] for c in chunks]) for k in keys}
 
 
 def test_stored_frames_match_openmm_and_xtc(tmp_path):

@@ -2,10 +2,9 @@
 
 import json
 
-import numpy as np
-
 from boltzflow.experiments import two_particle
 from boltzflow.flows import RealNVPConfig
+from boltzflow.io import load_npz
 from boltzflow.training.config import TrainConfig
 
 ROW_KEYS = {"case", "eps", "min_r_real", "mean_r_real", "min_r_gen", "mean_r_gen", "w2_r", "w2_r_floor", "w2_x",
@@ -34,5 +33,5 @@ def test_tiny_reproduction_writes_every_output(tmp_path, monkeypatch):
     for fig in ("fig1_distances.png", "fig2_dynamics.png"):
         assert (out / "figures" / fig).stat().st_size > 1000
     for name, _ in two_particle.CASES:
-        assert np.load(out / "samples" / f"{name}_gen.npz")["x"].shape == (300, 4)
-        assert np.load(out / "samples" / f"{name}_real.npz")["x"].shape[1] == 4
+        assert load_npz(out / "samples" / f"{name}_gen.npz")["x"].shape == (300, 4)
+        assert load_npz(out / "samples" / f"{name}_real.npz")["x"].shape[1] == 4

@@ -10,6 +10,7 @@ import torch
 
 from boltzflow.errors import BoltzflowError
 from boltzflow.geometry import dihedrals
+from boltzflow.io import load_npz
 from boltzflow.samplers.umbrella import (
     bias_energy_kj,
     dihedral_restraint,
@@ -97,12 +98,12 @@ def test_tiny_run_resume_and_extend(tmp_path, capsys):
     assert w.theta.shape == w.extra.shape == (4, 4)
     # each window sits near its centre (the restraint holds: 3.5 sd of the k = 150 window is ~25 degrees)
     assert np.all(np.degrees(periodic_distance(w.theta, w.theta0[:, None])) < 30)
-    before = np.load(out / "window-02.npz")["theta"]
+    before = load_npz(out / "window-02.npz")["theta"]
 
     assert _run([*args, "--ns-per-window", "0.004", "--no-progress", "--solvent", "vacuum"]) == 0
     assert "(0 new frames)" in capsys.readouterr().out  # resumed: nothing to redo
     assert _run([*args, "--ns-per-window", "0.006", "--no-progress", "--solvent", "vacuum"]) == 0
-    after = np.load(out / "window-02.npz")
+    after = load_npz(out / "window-02.npz")
     assert after["theta"].shape == (6,) and np.array_equal(after["theta"][:4], before)
     np.testing.assert_allclose(after["time_ps"], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
 

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(p)
+        if not any("--threads" in a.option_strings for a in p._actions):
+            p.add_argument("--threads", type=int, default=None,
+                           help="torch CPU threads (default: half the cores, at most the idle ones, >= 1)")
         p.set_defaults(_run=module.run)
     return parser
 
@@ -65,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from boltzflow.runtime import configure_threads
+
+        configure_threads(getattr(args, "threads", None))
         return int(args._run(args) or 0)
     except (BoltzflowError, FileNotFoundError, ValueError) as err:
         print(f"boltzflow {args.command}: error: {err}", file=sys.stderr)

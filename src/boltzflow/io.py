@@ -40,6 +40,21 @@ def save_npz(path: str | Path, **arrays: Any) -> None:
             np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
+def load_npz(path: str | Path, keys: tuple[str, ...] | list[str] | None = None) -> dict[str, np.ndarray]:
+    """Read an ``.npz`` into a dict of arrays and close the file before returning (no pickles).
+
+    Args:
+        path: the ``.npz`` file.
+        keys: arrays to read (all when None); a missing key raises ``KeyError`` naming it.
+    """
+    with np.load(path, allow_pickle=False) as f:
+        names = f.files if keys is None else list(keys)
+        missing = [k for k in names if k not in f.files]
+        if missing:
+            raise KeyError(f"{path} lacks arrays {missing}; it has {f.files}")
+        return {k: np.array(f[k]) for k in names}
+
+
 def save_json(path: str | Path, obj: Any) -> None:
     """Write JSON atomically (indented, NaN written as null is not attempted: keep values finite)."""
     with atomic_path(path) as tmp:

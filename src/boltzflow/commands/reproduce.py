@@ -41,7 +41,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(scale="quick")
     p.add_argument("--out", required=True, help="output folder (created; an unfinished run there is resumed)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="allow writing into a folder that holds a finished run")
     p.add_argument("--case", default=None,
                    help="two-particle only: make the data and train the flow of one row (e.g. eps0.1), so rows can "
@@ -59,10 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         module = importlib.import_module(EXPERIMENTS[args.experiment])
     except ModuleNotFoundError as err:

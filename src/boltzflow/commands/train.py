@@ -45,7 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config entry, e.g. train.epochs=50 (repeatable)")
     p.add_argument("--template", metavar="SYSTEM", help="print a config template for SYSTEM and exit")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -101,8 +100,6 @@ def run(args: argparse.Namespace) -> int:
     from boltzflow.training.loop import fit
     from boltzflow.training.losses import nll
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     config = load_config(args.config, args.overrides)
     make_system(config["system"])  # fail early on a bad system spec
     cfg = from_dict(TrainConfig, config["train"])

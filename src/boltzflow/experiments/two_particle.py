@@ -22,7 +22,7 @@ from boltzflow.eval.wasserstein import w2_with_floor
 from boltzflow.experiments.common import fmt, prepare_out_dir, provenance
 from boltzflow.flows.realnvp import RealNVPConfig, n_parameters
 from boltzflow.flows.spec import build_flow, realnvp_spec
-from boltzflow.io import save_json, save_npz, save_text
+from boltzflow.io import load_npz, save_json, save_npz, save_text
 from boltzflow.samplers.langevin import overdamped_langevin
 from boltzflow.systems.two_particle import TwoParticleSystem, observables
 from boltzflow.training.config import TrainConfig
@@ -130,7 +130,7 @@ def _reference(out: Path, name: str, system: TwoParticleSystem, n: int, seed: in
                progress: bool) -> np.ndarray:
     path = out / "samples" / f"{name}_real.npz"
     if path.exists():  # resumed run: reuse the data the checkpoint was trained on
-        return np.load(path)["x"].astype(np.float64)
+        return load_npz(path, ["x"])["x"].astype(np.float64)
     x, acceptance = system.reference_samples(n, seed=seed, n_chains=sc.mcmc_chains, burn_in=sc.mcmc_burn_in,
                                              thin=sc.mcmc_thin, progress=progress)
     save_npz(path, x=x, acceptance=acceptance)

@@ -23,7 +23,7 @@ from boltzflow.eval.weights import log_partition_estimate, reweight, weight_summ
 from boltzflow.experiments.common import prepare_out_dir, provenance
 from boltzflow.flows.realnvp import RealNVPConfig, n_parameters
 from boltzflow.flows.spec import build_flow, realnvp_spec
-from boltzflow.io import save_json, save_npz
+from boltzflow.io import load_npz, save_json, save_npz
 from boltzflow.samplers.independence import Proposals, independence_mh
 from boltzflow.systems.two_particle import TwoParticleSystem
 from boltzflow.training.config import TrainConfig
@@ -148,7 +148,7 @@ def run(
 def _data(out: Path, system: TwoParticleSystem, sc: BGScale, seed: int, progress: bool) -> np.ndarray:
     path = out / "samples" / "mcmc.npz"
     if path.exists():  # resumed run: the data the checkpoints were trained on
-        return np.load(path)["x"].astype(np.float64)
+        return load_npz(path, ["x"])["x"].astype(np.float64)
     x, acc = system.reference_samples(
         sc.n_data,
         seed=seed,

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from boltzflow.io import atomic_path, save_json
+from boltzflow.io import atomic_path, load_npz, save_json
 
 ALANINE_DATASET = "alanine-dipeptide-60ns.npz"
 _FORCE_DTYPES = ("float16", "float32", "float64")
@@ -109,7 +109,7 @@ def load_simulation(run_dir: str | Path, complete_only: bool = False) -> MDDatas
         k: [] for k in ("xyz", "energy_kj", "forces_kj", "time_ps", "replica")
     }
     for r in range(int(cfg["replicas"])):
-        chunks = [np.load(chunk_path(run, r, c)) for c in range(complete_chunks(run, r))]
+        chunks = [load_npz(chunk_path(run, r, c)) for c in range(complete_chunks(run, r))]
         times = np.concatenate([c["time_ps"] for c in chunks]) if chunks else np.empty(0)
         expected = cfg["save_every_ps"] * np.arange(1, len(times) + 1)  # OpenMM's clock drifts by ~1e-10 ps
         if not np.allclose(times, expected, rtol=0, atol=1e-3 * cfg["save_every_ps"]):

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from boltzflow.errors import BoltzflowError
-from boltzflow.io import save_json, save_npz
+from boltzflow.io import load_npz, save_json, save_npz
 from boltzflow.samplers.md_files import (
     PROVENANCE,
     TOPOLOGY,
@@ -206,7 +206,7 @@ def _run_replica(
         if done == 0:
             _equilibrate(context, molecule, config, seed)
         else:
-            context.loadCheckpoint(np.load(chunk_path(out, r, done - 1))["checkpoint"].tobytes())
+            context.loadCheckpoint(load_npz(chunk_path(out, r, done - 1), ["checkpoint"])["checkpoint"].tobytes())
         for c in range(done, config.n_chunks):
             chunk = _run_chunk(context, config, config.chunk_frames(c), bar)
             save_npz(chunk_path(out, r, c), **chunk)

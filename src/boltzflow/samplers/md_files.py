@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from boltzflow.errors import BoltzflowError
-from boltzflow.io import atomic_path, save_json
+from boltzflow.io import atomic_path, load_npz, save_json
 
 if TYPE_CHECKING:
     from boltzflow.samplers.md import MDConfig
@@ -136,8 +136,9 @@ def write_xtc(out: Path, replica: int, molecule: Any) -> None:
     if path.is_file():
         return
     chunks = sorted((out / f"replica-{replica:02d}").glob("chunk-*.npz"))
-    xyz = np.concatenate([np.load(c)["xyz"] for c in chunks])
-    times = np.concatenate([np.load(c)["time_ps"] for c in chunks])
+    parts = [load_npz(c, ["xyz", "time_ps"]) for c in chunks]
+    xyz = np.concatenate([p["xyz"] for p in parts])
+    times = np.concatenate([p["time_ps"] for p in parts])
     traj = mdtraj.Trajectory(xyz, mdtraj.Topology.from_openmm(molecule.topology), time=times)
     with atomic_path(path) as tmp:
         traj.save_xtc(str(tmp), force_overwrite=True)

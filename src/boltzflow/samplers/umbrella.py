@@ -32,7 +32,7 @@ import torch
 
 from boltzflow.errors import BoltzflowError
 from boltzflow.geometry import dihedrals
-from boltzflow.io import save_json, save_npz
+from boltzflow.io import load_npz, save_json, save_npz
 from boltzflow.samplers.md_files import now, replica_seeds
 
 RESTRAINT_EXPRESSION = (
@@ -233,7 +233,7 @@ def load_windows(out_dir: str | Path, frames_per_window: int | None = None) -> U
         raise BoltzflowError(
             f"{out} lacks {len(missing)} window files ({missing[0]}, ...); rerun to finish them"
         )
-    data = [np.load(p) for p in files]
+    data = [load_npz(p) for p in files]
     n = min(len(d["theta"]) for d in data) if frames_per_window is None else frames_per_window
     if any(len(d["theta"]) < n for d in data):
         raise BoltzflowError(f"some windows in {out} have fewer than {n} frames; rerun to extend them")
@@ -325,7 +325,7 @@ def _run_window(
 ) -> tuple[int, np.ndarray]:
     """Run or extend window ``w``; return (frames computed now, final positions for the next window)."""
     path = _window_path(out, w)
-    old = dict(np.load(path)) if path.is_file() else None
+    old = load_npz(path) if path.is_file() else None
     have = 0 if old is None else len(old["theta"])
     if have >= c.frames_per_window:
         bar.update(c.frames_per_window)

@@ -25,6 +25,9 @@ import torch
 from torch import Tensor
 
 from boltzflow.geometry import dihedrals
+from boltzflow.systems.base import Observable, Reference
+from boltzflow.systems.molecule import MoleculeSystem
+from boltzflow.systems.registry import register
 
 BASINS = ("C7eq/beta", "alphaR", "alphaL", "other")
 
@@ -101,3 +104,59 @@ def wrap_angle(x: Tensor) -> Tensor:
 def format_populations(pops: Mapping[str, float]) -> str:
     """One line such as ``C7eq/beta 0.612, alphaR 0.370, alphaL 0.017, other 0.001``."""
     return ", ".join(f"{k} {v:.3f}" for k, v in pops.items())
+
+
+# --- the system -----------------------------------------------------------------------------------------------
+
+UMBRELLA_REFERENCE = "alanine-umbrella.json"  # shipped copy of docs/results/alanine-umbrella.json
+
+
+class AlanineDipeptide(MoleculeSystem):
+    """ACE-ALA-NME (22 atoms), AMBER99SB-ILDN in OBC implicit solvent (default) or vacuum, 300 K.
+
+    References: ``md`` (the shipped 6 x 10 ns dataset, OBC only) and ``umbrella`` (F(φ) and the αL population
+    from umbrella sampling + MBAR, OBC only). Observables: ``phi_psi`` (n, 1, 2) rad and ``basin`` (index into
+    :data:`BASINS`).
+    """
+
+    def __init__(self, solvent: str = "obc", temperature_kelvin: float = 300.0, **info: object) -> None:
+        from boltzflow.energies.openmm_system import alanine_dipeptide_pdb
+
+        name = "alanine-dipeptide" if solvent == "obc" else f"alanine-dipeptide-{solvent}"
+        super().__init__(name, alanine_dipeptide_pdb(), solvent, temperature_kelvin,
+                         f"ACE-ALA-NME, AMBER99SB-ILDN{' + OBC' if solvent == 'obc' else ', vacuum'}")
+
+    def references(self) -> dict[str, Reference]:
+        if self.solvent != "obc" or self.temperature_kelvin != 300.0:
+            return {}
+        from boltzflow.samplers.dataset import load_alanine_dataset
+
+        def umbrella() -> dict:
+            from boltzflow.experiments.alanine_bg import load_umbrella
+
+            return load_umbrella()
+
+        def md() -> np.ndarray:
+            return np.asarray(load_alanine_dataset().xyz, dtype=np.float64)
+
+        return {
+            "md": Reference("md", "samples", "6 x 10 ns OBC MD at 300 K, 60,000 frames (docs/datasets.md)", md),
+            "umbrella": Reference("umbrella", "free_energy",
+                                  "F(phi) by umbrella sampling + MBAR (docs/results/alanine-umbrella.md)", umbrella),
+        }
+
+    def observables(self) -> dict[str, Observable]:
+        def basin(x: Tensor) -> Tensor:
+            return torch.as_tensor(basin_labels(self.phi_psi(x)[..., 0, :].detach().cpu()))
+
+        return {**super().observables(), "basin": Observable("basin", "index", basin)}
+
+
+@register("alanine-dipeptide", summary="ACE-ALA-NME, AMBER99SB-ILDN + OBC, 300 K (22 atoms)")
+def _alanine(solvent: str = "obc", temperature_kelvin: float = 300.0, **info: object) -> AlanineDipeptide:
+    return AlanineDipeptide(solvent, temperature_kelvin)
+
+
+@register("alanine-dipeptide-vacuum", summary="ACE-ALA-NME, AMBER99SB-ILDN in vacuum, 300 K (22 atoms)")
+def _alanine_vacuum(temperature_kelvin: float = 300.0, **info: object) -> AlanineDipeptide:
+    return AlanineDipeptide("vacuum", temperature_kelvin)

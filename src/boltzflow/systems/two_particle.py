@@ -9,12 +9,14 @@ import torch
 
 from boltzflow.energies.two_particle import TwoParticleCoulomb, pair_distance, two_particle_quadrature
 from boltzflow.samplers.metropolis import sample_metropolis
+from boltzflow.systems.base import Observable, System
+from boltzflow.systems.registry import register
 
 COLLISION_RADIUS = 0.3  # r < 0.3 is (essentially) empty under the true distribution at beta = 5
 
 
 @dataclass
-class TwoParticleSystem:
+class TwoParticleSystem(System):
     """Two particles in a 2-D double well with Coulomb repulsion, eq. (15), or its soft-core form, eq. (16).
 
     Coordinates are ordered (x1, x2, y1, y2): particle 1 at (x1, x2), particle 2 at (y1, y2).
@@ -30,7 +32,19 @@ class TwoParticleSystem:
     softcore_eps: float = 0.0
 
     name = "two-particle"
-    dim = 4
+    event_shape = (4,)
+    description = "two particles in a 2-D double well with Coulomb repulsion (paper 001 §6.1)"
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.beta) and self.beta > 0):
+            raise ValueError(f"two-particle beta must be a positive number, got {self.beta}")
+        if not (np.isfinite(self.lam) and self.lam >= 0):
+            raise ValueError(f"two-particle lam must be a non-negative number, got {self.lam}")
+        if not (np.isfinite(self.softcore_eps) and self.softcore_eps >= 0):
+            raise ValueError(f"two-particle softcore_eps must be a non-negative number, got {self.softcore_eps}")
+
+    def observables(self) -> dict[str, Observable]:
+        return {"r": Observable("r", "", lambda x: pair_distance(x))}
 
     def energy(self) -> TwoParticleCoulomb:
         """The reduced energy u = βU."""
@@ -81,3 +95,8 @@ def observables(x: np.ndarray | torch.Tensor) -> dict[str, float]:
         "mean_r": float(r.mean()),
         "collision_fraction": float(np.mean(r < COLLISION_RADIUS)),
     }
+
+
+@register("two-particle", summary="two particles, 2-D double well + Coulomb (paper 001 §6.1), reduced units")
+def _two_particle(lam: float = 0.7, beta: float = 5.0, softcore_eps: float = 0.0) -> TwoParticleSystem:
+    return TwoParticleSystem(lam, beta, softcore_eps)
