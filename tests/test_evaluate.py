@@ -1,0 +1,91 @@
+"""The one evaluation: every metric against a closed form or a constructed answer."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from boltzflow.eval.evaluate import (
+    Draw,
+    clip_log_weights,
+    delta_f,
+    evaluate,
+    mean_sd,
+    ramachandran_tv,
+    weighted_populations,
+)
+from boltzflow.eval.weights import ess_fraction
+from boltzflow.systems.base import System
+
+
+class Gaussian1D(System):
+    """u = x^2 / 2 on R: log Z = log sqrt(2 pi)."""
+
+    name = "gauss"
+    event_shape = (1,)
+    log_z = 0.5 * math.log(2 * math.pi)
+
+    def energy(self):
+        from boltzflow.energies.base import Energy
+
+        class U(Energy):
+            event_shape = (1,)
+
+            def energy(self, x):
+                return 0.5 * (x**2).sum(-1)
+
+        return U()
+
+
+def _draw(gen, n, scale):
+    """Samples of N(0, scale^2) with weights against N(0, 1) (exact log q)."""
+    x = scale * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    log_q = -0.5 * (x[:, 0] / scale) ** 2 - math.log(scale * math.sqrt(2 * math.pi))
+    u = 0.5 * x[:, 0] ** 2
+    return Draw(x, -u - log_q, u)
+
+
+def test_ess_matches_the_gaussian_closed_form():
+    # q = N(0, s^2), p = N(0, 1): ESS/n -> 1 / E_q[(p/q)^2] with E_q[(p/q)^2] =
+    # s^2 / sqrt(2 s^2 - 1)
+    s = 1.3
+    gen = torch.Generator().manual_seed(0)
+    draws = [_draw(gen, 200_000, s) for _ in range(4)]
+    res = evaluate(Gaussian1D(), draws)
+    exact = math.sqrt(2 * s**2 - 1) / s**2
+    assert res["ess_fraction"]["mean"] == pytest.approx(exact, abs=0.01)
+    assert res["ess_fraction"]["sd"] < 0.01 and len(res["ess_fraction"]["values"]) == 4
+    assert res["log_z"]["error"] == pytest.approx(0.0, abs=0.01)
+
+
+def test_clipping_caps_the_top_fraction_only():
+    log_w = torch.arange(10_000, dtype=torch.float64)
+    clipped = clip_log_weights(log_w, 1e-3)  # k = 10: the 10 largest become the 10th largest (9990)
+    assert torch.equal(clipped[:9990], log_w[:9990]) and (clipped[9990:] == 9990).all()
+    assert ess_fraction(clipped) > ess_fraction(log_w)
+
+
+def test_populations_and_delta_f():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 40_000)
+    # weights 3:1 for state 0 vs 1 and equal counts: P(0) = 0.75, dF(0) = -ln 3
+    log_w = np.where(labels == 0, math.log(3.0), 0.0)
+    pops = weighted_populations(labels, log_w, ["a", "b"])
+    assert pops["a"]["mean"] == pytest.approx(0.75, abs=0.01)
+    assert pops["a"]["lo"] < pops["a"]["mean"] < pops["a"]["hi"]
+    assert delta_f(pops["a"])["mean"] == pytest.approx(-math.log(3.0), abs=0.05)
+
+
+def test_ramachandran_tv_zero_for_identical_and_one_for_disjoint():
+    gen = np.random.default_rng(0)
+    a = gen.uniform(-3, -2, (1000, 2, 2))
+    b = gen.uniform(2, 3, (1000, 2, 2))
+    assert ramachandran_tv(a, a) == 0.0
+    assert ramachandran_tv(a, b) == pytest.approx(1.0)
+
+
+def test_mean_sd_and_empty_draws():
+    assert mean_sd([1.0, 3.0]) == {"mean": 2.0, "sd": math.sqrt(2.0), "values": [1.0, 3.0]}
+    with pytest.raises(ValueError, match="at least one draw"):
+        evaluate(Gaussian1D(), [])
