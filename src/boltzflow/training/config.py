@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +38,33 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        """Validate every field; the message names the field.
+
+        Raises:
+            ValueError: a count below 1, a non-positive or non-finite rate, a negative weight decay, a
+                ``val_fraction`` outside [0, 1), a ``lr_final_fraction`` outside (0, 1], or a wrong type.
+        """
         if self.lr_schedule not in ("cosine", "constant", "step"):
             raise ValueError(f"lr_schedule must be cosine, constant or step, got {self.lr_schedule!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("seed", self.seed, 0)
+        _check_number("lr", self.lr, lambda v: v > 0, "> 0")
+        _check_number("lr_final_fraction", self.lr_final_fraction, lambda v: 0 < v <= 1, "in (0, 1]")
+        _check_number("weight_decay", self.weight_decay, lambda v: v >= 0, ">= 0")
+        _check_number("val_fraction", self.val_fraction, lambda v: 0 <= v < 1, "in [0, 1)")
+        if self.grad_clip is not None:
+            _check_number("grad_clip", self.grad_clip, lambda v: v > 0, "> 0 (or None for no clipping)")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(name: str, value: Any, ok: Any, rule: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name} must be a finite number {rule}, got {value!r}")
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
