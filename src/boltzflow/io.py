@@ -73,6 +73,8 @@ def check_output_file(path: str | Path, option: str = "--out") -> Path:
     if p.is_dir():
         raise BoltzflowError(f"{option} {p} is a directory; give a file name")
     parent = p.parent if str(p.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise BoltzflowError(f"{option} {p}: {parent} is a file, not a folder")
     if not parent.is_dir():
         raise BoltzflowError(f"{option} {p}: folder {parent} does not exist; create it first")
     return p
@@ -105,7 +107,7 @@ def load_npz(path: str | Path, keys: tuple[str, ...] | list[str] | None = None) 
         path: the ``.npz`` file.
         keys: arrays to read (all when None); a missing key raises ``KeyError`` naming it.
     """
-    with np.load(path, allow_pickle=False) as f:
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:  # our handle: closed even if np.load fails
         names = f.files if keys is None else list(keys)
         missing = [k for k in names if k not in f.files]
         if missing:
@@ -129,6 +131,9 @@ def read_npz(path: str | Path, what: str = "data file") -> dict[str, np.ndarray]
             raise BoltzflowError(f"{what} {p} holds pickled (object) arrays, which are not read; save plain "
                                  "numeric arrays") from None
         raise BoltzflowError(f"cannot read {what} {p} as npz: {_one_line(err)}") from None
+    except (TypeError, AttributeError):  # np.load gave a plain array: an .npy file, not an npz archive
+        raise BoltzflowError(f"{what} {p} is not an npz archive (a single .npy array?); save it with np.savez") \
+            from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise BoltzflowError(f"cannot read {what} {p} as npz ({type(err).__name__}: file corrupt or truncated?)") \
             from None

@@ -54,14 +54,14 @@ def run(args: argparse.Namespace) -> int:
     flow, ckpt = load_flow(args.checkpoint)
     system = load_system(ckpt, args.checkpoint)
     with torch.no_grad():
-        x_dim = flow.sample(1, torch.Generator().manual_seed(0)).x.shape[1]
+        probe = flow.sample(1, torch.Generator().manual_seed(0)).x
+    x_dim, dtype = probe.shape[1], probe.dtype
     ref = read_configurations(args.data, x_dim, system.event_shape if system is not None else None)
     if args.n < args.w2_n or len(ref) < 2 * args.w2_n:
         raise BoltzflowError(f"--w2-n {args.w2_n} needs -n >= {args.w2_n} generated and >= {2 * args.w2_n} "
                              f"reference samples (for the noise floor); got -n {args.n} and {len(ref)}")
     gen = torch.Generator().manual_seed(args.seed)
     x_gen, log_q = _sample(flow, args.n, args.batch_size, gen)
-    dtype = next(flow.parameters()).dtype
     with torch.no_grad():
         ref_t = torch.as_tensor(ref, dtype=dtype)
         nll = float(-torch.cat([flow.log_prob(c) for c in ref_t.split(args.batch_size)]).double().mean())
@@ -108,5 +108,5 @@ def _lipschitz(flow: Any, n: int, x_dim: int, gen: Any) -> dict[str, Any]:
     if x_dim != flow.dim:
         return {"lipschitz": f"skipped: the flow maps R^{flow.dim} into R^{x_dim} (not a bijection of one space)"}
     z = flow.base.sample(n, gen)
-    fwd, inv = bi_lipschitz(lambda v: flow.transform.forward(v)[0], z.to(next(flow.parameters()).dtype))
+    fwd, inv = bi_lipschitz(lambda v: flow.transform.forward(v)[0], z)
     return {"lip": fwd.max, "lip_q999": fwd.quantile, "lip_inverse": inv.max, "lip_inverse_q999": inv.quantile}

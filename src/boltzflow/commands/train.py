@@ -123,6 +123,8 @@ def _build(config: dict[str, Any], path: str) -> tuple[Any, Any, Any]:
             flow = build_flow(config["flow"])
         except (ValueError, TypeError, KeyError, RuntimeError) as err:
             raise BoltzflowError(f"config {path}: cannot build the flow ({' '.join(str(err).split())})") from None
+    if not any(p.requires_grad for p in flow.parameters()):
+        raise BoltzflowError(f"config {path}: the flow has no trainable parameters (check flow.config, e.g. n_layers)")
     with torch.no_grad():
         x_dim = flow.sample(1, torch.Generator().manual_seed(0)).x.shape[-1]
     if x_dim != system.dim:

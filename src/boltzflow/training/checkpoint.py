@@ -17,6 +17,8 @@ Shipped models (``boltzflow/data/<name>.safetensors``) are found by name: :func:
 from __future__ import annotations
 
 import sys
+import zipfile
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,13 @@ from boltzflow.errors import BoltzflowError
 from boltzflow.flows.flow import Flow
 from boltzflow.flows.spec import build_flow
 from boltzflow.io import check_input_file, read_safetensors, save_safetensors
+from boltzflow.training.config import TrainConfig
+from boltzflow.training.sources import Generators, Source
 
 FORMAT = "boltzflow-checkpoint"
 VERSION = 2
 TENSOR_GROUPS = ("model", "best_model", "rng", "source")
-_LEGACY_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip archive, raw pickle
+STATE_KEYS = ("epoch", "step", "history", "best_val", "best_epoch", "skipped")  # the loop's progress
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -65,9 +69,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         BoltzflowError: missing, unreadable, an old pickle checkpoint, or not a boltzflow checkpoint.
     """
     path = check_input_file(path, "checkpoint")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head.startswith(_LEGACY_MAGIC):
+    if _is_pickle(path):
         raise BoltzflowError(
             f"{path} is an old pickle checkpoint (format v1), which boltzflow no longer loads because unpickling "
             f"can run code; if you trust the file, convert it with: python -m boltzflow.training.checkpoint "
@@ -86,8 +88,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             raise BoltzflowError(f"{path} is not a boltzflow checkpoint (unexpected tensor {name!r})")
         groups[group][key] = tensor
     fields = doc["fields"]
-    if "flow_spec" not in fields or not groups["model"]:
-        raise BoltzflowError(f"{path} is not a boltzflow checkpoint (no flow spec or no weights)")
+    if not groups["model"]:
+        raise BoltzflowError(f"{path} is not a boltzflow checkpoint (it holds no weights)")
     optimizer = None if doc.get("optimizer") is None else _unflatten_optimizer(doc["optimizer"], groups["optimizer"])
     return {**fields, "format": FORMAT, "version": version, "model": groups["model"],
             "best_model": groups["best_model"] if doc.get("has_best_model") else None, "optimizer": optimizer,
@@ -106,6 +108,8 @@ def load_flow(path: str | Path, which: str = "best") -> tuple[Flow, dict[str, An
     """
     path = resolve_checkpoint(path)
     ckpt = read_checkpoint(path)
+    if not isinstance(ckpt.get("flow_spec"), dict):
+        raise BoltzflowError(f"checkpoint {path} holds no flow spec, so its flow cannot be rebuilt")
     try:
         flow = build_flow(ckpt["flow_spec"])
     except (ValueError, TypeError, KeyError, AttributeError) as err:
@@ -117,6 +121,63 @@ def load_flow(path: str | Path, which: str = "best") -> tuple[Flow, dict[str, An
         first = str(err).strip().splitlines()[0]
         raise BoltzflowError(f"checkpoint {path}: weights do not match its flow spec ({first})") from None
     return flow.eval(), ckpt
+
+
+def save_training_state(path: Path, flow: Flow, opt: torch.optim.Optimizer, gens: Generators, source: Source,
+                        cfg: TrainConfig, stage: str, state: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Checkpoint a training stage: weights, optimiser, the loop's generators (and the global one it forked),
+    the source's state and fingerprint, the config and the loop's progress (``state``)."""
+    rng = {"shuffle": gens.shuffle.get_state(), "samples": gens.samples.get_state(), "global": torch.get_rng_state()}
+    save_checkpoint(path, {
+        **extra, "stage": stage, "train_config": asdict(cfg), "data_fingerprint": source.fingerprint(),
+        "model": flow.state_dict(), "optimizer": opt.state_dict(), "rng": rng, "source": source.state_dict(),
+        **{k: state[k] for k in (*STATE_KEYS, "best_model")},
+    })
+
+
+def restore_training_state(path: Path, flow: Flow, opt: torch.optim.Optimizer, gens: Generators, source: Source,
+                           cfg: TrainConfig, flow_spec: dict[str, Any] | None) -> dict[str, Any]:
+    """Load what :func:`save_training_state` wrote into the live objects and return the loop's progress.
+
+    Raises:
+        BoltzflowError: no training state, another architecture, other settings (``epochs`` may grow), other
+            data or another source (by fingerprint), or weights that do not fit.
+    """
+    ckpt = read_checkpoint(path)
+    saved = ckpt.get("train_config")
+    if saved is None or ckpt["optimizer"] is None or set(ckpt["rng"]) != {"shuffle", "samples", "global"}:
+        raise BoltzflowError(f"{path} holds no training state to resume from; use a new output folder")
+    if flow_spec is not None and ckpt.get("flow_spec") != flow_spec:
+        raise BoltzflowError(f"checkpoint {path} holds a different flow architecture; use a new output folder")
+    differs = {k for k, v in asdict(cfg).items() if saved.get(k) != v and k != "epochs"}
+    if differs:
+        raise BoltzflowError(f"checkpoint {path} was written with different training settings ({sorted(differs)}); "
+                             "use a new output folder or the same settings")
+    if ckpt.get("data_fingerprint") != source.fingerprint():
+        raise BoltzflowError(f"checkpoint {path} was trained on other data or another batch source "
+                             f"({_describe(ckpt.get('data_fingerprint'))}, now {_describe(source.fingerprint())}); "
+                             "use a new output folder or the original data")
+    try:
+        flow.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        source.load_state_dict(ckpt["source"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise BoltzflowError(f"checkpoint {path} does not match this model: {first}") from None
+    gens.shuffle.set_state(ckpt["rng"]["shuffle"])
+    gens.samples.set_state(ckpt["rng"]["samples"])
+    torch.set_rng_state(ckpt["rng"]["global"])  # the loop runs inside fork_rng: the caller's state comes back
+    best = ckpt["best_model"]
+    if best is not None:
+        live = flow.state_dict()
+        best = {k: v.to(live[k].device) for k, v in best.items()}
+    return {**{k: ckpt[k] for k in STATE_KEYS}, "best_model": best}
+
+
+def _describe(fingerprint: Any) -> str:
+    if isinstance(fingerprint, dict) and "sha256" in fingerprint:
+        return f"sha256 {str(fingerprint['sha256'])[:12]}..., shape {fingerprint.get('shape')}"
+    return str(fingerprint)
 
 
 def shipped_models() -> dict[str, Path]:
@@ -139,6 +200,21 @@ def resolve_checkpoint(spec: str | Path) -> Path:
         return shipped[str(spec)]
     names = ", ".join(sorted(shipped)) or "none"
     raise BoltzflowError(f"checkpoint not found: {p} (it is no file, nor a shipped model: {names})")
+
+
+def _is_pickle(path: Path) -> bool:
+    """True for a raw pickle or a ``torch.save`` zip archive (one holding a ``data.pkl``); nothing is unpickled."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"\x80"):
+        return True
+    if head != b"PK\x03\x04":
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(name.endswith("data.pkl") for name in z.namelist())
+    except zipfile.BadZipFile:
+        return False
 
 
 def _flatten_optimizer(state_dict: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:

@@ -25,7 +25,6 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,14 +33,13 @@ from torch import Tensor
 
 from boltzflow.errors import BoltzflowError
 from boltzflow.flows.flow import Flow
-from boltzflow.training.checkpoint import read_checkpoint, save_checkpoint
+from boltzflow.training.checkpoint import restore_training_state, save_training_state
 from boltzflow.training.config import TrainConfig
 from boltzflow.training.losses import StepContext, call_loss
 from boltzflow.training.reporters import MetricsLog, ProgressBar, Reporter, StageInfo
 from boltzflow.training.sources import DatasetSource, Generators, Source, batch_length
 
 LossFn = Callable[..., Tensor]
-STATE_KEYS = ("epoch", "step", "history", "best_val", "best_epoch", "skipped")
 
 
 class FitResult(NamedTuple):
@@ -144,7 +142,10 @@ def train(
     """
     extra = dict(extra or {})
     path = None if checkpoint is None else Path(checkpoint)
-    device = next(flow.parameters()).device
+    params = list(flow.parameters())
+    if not params:
+        raise ValueError("the flow has no parameters to train")
+    device = params[0].device
     gens = Generators(torch.Generator().manual_seed(cfg.seed),
                       torch.Generator(device=device).manual_seed(cfg.seed))
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -155,7 +156,7 @@ def train(
         state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best_val": math.inf, "best_epoch": -1,
                                  "skipped": 0, "best_model": None}
         if path is not None and path.exists():
-            state = _resume(path, flow, opt, gens, source, cfg, extra.get("flow_spec"))
+            state = restore_training_state(path, flow, opt, gens, source, cfg, extra.get("flow_spec"))
         run = _Run(flow, loss_fn, source, cfg, opt, gens, stage, list(reporters))
         for r in run.reporters:
             r.start(StageInfo(stage, state["epoch"], state["step"], cfg.epochs))
@@ -163,7 +164,7 @@ def train(
             for epoch in range(state["epoch"], cfg.epochs):
                 run.epoch(epoch, state)
                 if path is not None and (state["epoch"] % cfg.checkpoint_every == 0 or state["epoch"] == cfg.epochs):
-                    _save(path, run, state, extra)
+                    save_training_state(path, flow, opt, gens, source, cfg, stage, state, extra)
         finally:
             for r in run.reporters:
                 r.close()
@@ -254,60 +255,3 @@ class _Run:
             total += float(call_loss(self.loss_fn, self.flow, batch, ctx)) * batch_length(batch)
             count += batch_length(batch)
         return total / count
-
-
-def _save(path: Path, run: _Run, state: dict[str, Any], extra: dict[str, Any]) -> None:
-    rng = {"shuffle": run.gens.shuffle.get_state(), "samples": run.gens.samples.get_state(),
-           "global": torch.get_rng_state()}
-    payload = {
-        **extra,
-        "stage": run.stage,
-        "train_config": asdict(run.cfg),
-        "data_fingerprint": run.source.fingerprint(),
-        "model": run.flow.state_dict(),
-        "optimizer": run.opt.state_dict(),
-        "rng": rng,
-        "source": run.source.state_dict(),
-        **{k: state[k] for k in (*STATE_KEYS, "best_model")},
-    }
-    save_checkpoint(path, payload)
-
-
-def _resume(path: Path, flow: Flow, opt: torch.optim.Optimizer, gens: Generators, source: Source,
-            cfg: TrainConfig, flow_spec: dict[str, Any] | None) -> dict[str, Any]:
-    ckpt = read_checkpoint(path)
-    saved = ckpt.get("train_config")
-    if saved is None or ckpt["optimizer"] is None or set(ckpt["rng"]) != {"shuffle", "samples", "global"}:
-        raise BoltzflowError(f"{path} holds no training state to resume from; use a new output folder")
-    if flow_spec is not None and ckpt.get("flow_spec") != flow_spec:
-        raise BoltzflowError(f"checkpoint {path} holds a different flow architecture; use a new output folder")
-    differs = {k for k, v in asdict(cfg).items() if saved.get(k) != v and k != "epochs"}
-    if differs:
-        raise BoltzflowError(
-            f"checkpoint {path} was written with different training settings ({sorted(differs)}); "
-            "use a new output folder or the same settings"
-        )
-    if ckpt.get("data_fingerprint") != source.fingerprint():
-        raise BoltzflowError(f"checkpoint {path} was trained on other data or another batch source "
-                             f"({_describe(ckpt.get('data_fingerprint'))}, now {_describe(source.fingerprint())}); "
-                             "use a new output folder or the original data")
-    try:
-        flow.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        source.load_state_dict(ckpt["source"])
-    except (RuntimeError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BoltzflowError(f"checkpoint {path} does not match this model: {first}") from None
-    gens.shuffle.set_state(ckpt["rng"]["shuffle"])
-    gens.samples.set_state(ckpt["rng"]["samples"])
-    torch.set_rng_state(ckpt["rng"]["global"])  # inside train()'s fork_rng: restored on exit
-    best = ckpt["best_model"]
-    if best is not None:
-        best = {k: v.to(flow.state_dict()[k].device) for k, v in best.items()}
-    return {**{k: ckpt[k] for k in STATE_KEYS}, "best_model": best}
-
-
-def _describe(fingerprint: Any) -> str:
-    if isinstance(fingerprint, dict) and "sha256" in fingerprint:
-        return f"sha256 {str(fingerprint['sha256'])[:12]}..., shape {fingerprint.get('shape')}"
-    return str(fingerprint)

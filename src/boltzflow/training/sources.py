@@ -272,8 +272,8 @@ class ReplayBuffer(Source):
             for _ in range(steps):
                 idx = torch.multinomial(probs, self.batch_size, replacement=True, generator=generators.shuffle)
                 yield self._rows(idx, zero_weights=True)
-        else:
-            passes = math.ceil(steps * self.batch_size / n)
+        else:  # one shuffled pass, or `steps` batches from back-to-back shuffled passes
+            passes = 1 if self.steps_per_epoch is None else math.ceil(steps * self.batch_size / n)
             perm = torch.cat([torch.randperm(n, generator=generators.shuffle) for _ in range(passes)])
             for i in range(steps):
                 yield self._rows(perm[i * self.batch_size : (i + 1) * self.batch_size], zero_weights=False)
