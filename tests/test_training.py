@@ -274,3 +274,23 @@ def test_resume_refuses_other_data(tmp_path):
 def test_every_numeric_train_option_is_validated_with_its_name(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_cuda_checkpoints_resume_and_load_on_cpu(tmp_path):
+    from boltzflow.training.losses import sample_reverse_kl
+    from boltzflow.training.sources import FlowSampleSource
+
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=1e-2)
+    flow = _flow().cuda()
+    fit(flow, nll, _data().cuda(), cfg, checkpoint=tmp_path / "d.safetensors", extra={"flow_spec": SPEC},
+        progress=False)
+    fit(flow, nll, _data().cuda(), TrainConfig(epochs=3, batch_size=64, lr=1e-2), checkpoint=tmp_path / "d.safetensors",
+        extra={"flow_spec": SPEC}, progress=False)
+    cpu, _ = load_flow(tmp_path / "d.safetensors")
+    x = _data(16)
+    torch.testing.assert_close(cpu.log_prob(x), flow.log_prob(x.cuda()).cpu())
+    source = FlowSampleSource(_gauss_u, 128, steps_per_epoch=3)
+    result = train(flow, sample_reverse_kl, source, TrainConfig(epochs=2, lr=1e-3, val_fraction=0.0),
+                   checkpoint=tmp_path / "kl.safetensors", extra={"flow_spec": SPEC})
+    assert math.isfinite(result.best_val) and read_checkpoint(tmp_path / "kl.safetensors")["epoch"] == 2
