@@ -11,19 +11,23 @@ from typing import Any
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings of :func:`boltzflow.training.loop.fit`.
+    """Optimisation settings of :func:`boltzflow.training.loop.train` and :func:`~boltzflow.training.loop.fit`.
+
+    Every field is validated at construction (a ValueError names the field).
 
     Attributes:
-        epochs: passes over the training data.
-        batch_size: minibatch size.
+        epochs: epochs of the stage (passes over the training data for a dataset source).
+        batch_size: minibatch size of :func:`~boltzflow.training.loop.fit`'s dataset source.
         lr: Adam learning rate.
         lr_schedule: "cosine" (to ``lr * lr_final_fraction``), "constant" or "step" (×0.5 every quarter).
         lr_final_fraction: final learning rate as a fraction of ``lr`` for "cosine".
         weight_decay: Adam weight decay.
         grad_clip: max global gradient norm (None disables clipping).
-        val_fraction: share of the data held out for validation and best-checkpoint selection.
+        val_fraction: share of the data :func:`~boltzflow.training.loop.fit` holds out for validation and
+            best-epoch selection.
         checkpoint_every: epochs between checkpoints (the last epoch is always saved).
-        seed: seeds initialisation, the split and the minibatch order.
+        seed: seeds the loop's generators (split, minibatch order, flow samples); commands also seed the
+            initial weights with it.
     """
 
     epochs: int = 400

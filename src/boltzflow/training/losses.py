@@ -10,7 +10,7 @@ stage, the loop's ``torch.Generator`` for any sampling the loss does, and a dict
 * :func:`reverse_kl`: E_q[u/τ + log q] on flow samples (energy-based training, paper 004 eq. (3));
 * :func:`importance_weighted_nll`: forward KL to the target from self-normalised weights of flow samples;
 * :func:`force_matching`: E_data ||f/kT - ∇_x log q||² (paper 004 eq. (4));
-* :func:`weighted`: ``Σ_k w_k L_k`` of ``(flow, batch)`` losses (paper 004 eq. (5));
+* :func:`weighted`: ``Σ_k w_k L_k`` of ``(flow, batch[, ctx])`` losses (paper 004 eq. (5));
 * :func:`linlog_cut`: a smooth cap on reduced energies for training (bgflow-style lin-log cut).
 """
 
