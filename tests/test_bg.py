@@ -172,10 +172,9 @@ def test_pretrained_alanine_checkpoint_samples_with_weights(tmp_path):
     from boltzflow.systems.alanine import phi_psi
     from boltzflow.training.checkpoint import load_flow
 
-    path = Path(__file__).parents[1] / "src" / "boltzflow" / "data" / "alanine-dipeptide-bg.pt"
-    load_flow(path)  # loads as a checkpoint of the registered ic_spline flow
+    load_flow("alanine-dipeptide-bg")  # the shipped model, by name: a checkpoint of the registered ic_spline flow
     out = tmp_path / "s.npz"
-    assert main(["sample", str(path), "-n", "500", "--seed", "1", "--out", str(out)]) == 0
+    assert main(["sample", "alanine-dipeptide-bg", "-n", "500", "--seed", "1", "--out", str(out)]) == 0
     s = load_npz(out)
     assert s["xyz"].shape == (500, 22, 3) and np.isfinite(s["log_w"]).all()
     angles = phi_psi(torch.as_tensor(s["xyz"], dtype=torch.float64)).numpy()

@@ -10,14 +10,18 @@ from boltzflow.flows.core import Affine
 from boltzflow.flows.flow import Flow
 from boltzflow.flows.realnvp import RealNVPConfig, realnvp
 from boltzflow.training.losses import (
+    StepContext,
     force_matching,
     importance_weighted_nll,
     linlog_cut,
     nll,
     reverse_kl,
     reverse_kl_terms,
+    sample_reverse_kl,
     weighted,
+    weighted_nll,
 )
+from boltzflow.training.sources import SampleBatch, draw_samples
 
 
 def gaussian_flow(loc, scale) -> Flow:
@@ -162,3 +166,53 @@ def test_linlog_cut():
     torch.testing.assert_close(out[:4], torch.tensor([-5.0, 10.0, 1e3, 1e3 + 1.0]))
     assert out[4] == 1e9 and math.isnan(float(out[5]))
     assert float(linlog_cut(torch.tensor(1e300), high=10.0, max_value=100.0)) == 100.0
+
+
+def _ctx(seed=0):
+    return StepContext(0, 0, "test", torch.Generator().manual_seed(seed), {})
+
+
+def test_batch_losses_equal_their_sampling_twins_on_the_same_draw():
+    """sample_reverse_kl / weighted_nll on a drawn batch = reverse_kl / importance_weighted_nll on the same draw."""
+    flow, energy = gaussian_flow([0.3, -1.0], [1.6, 2.0]), GaussianEnergy([0.0, 0.5], [0.7, 0.8])
+    batch = draw_samples(flow, energy, 2000, torch.Generator().manual_seed(4))
+    ctx = _ctx()
+    torch.testing.assert_close(sample_reverse_kl(flow, batch, ctx),
+                               reverse_kl(flow, energy, 2000, torch.Generator().manual_seed(4)))
+    torch.testing.assert_close(weighted_nll(flow, batch, ctx),
+                               importance_weighted_nll(flow, energy, 2000, torch.Generator().manual_seed(4)))
+    w = torch.softmax(batch.log_w, 0)
+    assert ctx.metrics["ess_fraction"] == pytest.approx(float(1 / (w**2).sum() / 2000))
+
+
+def test_weighted_nll_with_equal_weights_is_the_nll_and_skips_bad_rows():
+    flow, x = gaussian_flow([0.0, 0.0], [1.0, 2.0]), torch.randn(50, 2)
+    torch.testing.assert_close(weighted_nll(flow, SampleBatch(x, torch.zeros(50))), nll(flow, x))
+    log_w = torch.zeros(50)
+    log_w[:10] = math.nan
+    torch.testing.assert_close(weighted_nll(flow, SampleBatch(x, log_w)), nll(flow, x[10:]))
+    assert math.isnan(float(weighted_nll(flow, SampleBatch(x, torch.full((50,), -math.inf)))))
+
+
+def test_sample_reverse_kl_leaves_out_and_counts_nonfinite_values():
+    u, log_q = torch.tensor([1.0, math.inf, 3.0, math.nan]), torch.tensor([0.5, 0.5, -1.0, 0.0])
+    ctx = _ctx()
+    value = sample_reverse_kl(None, SampleBatch(torch.zeros(4, 1), -u - log_q, log_q, u), ctx)
+    assert float(value) == pytest.approx((1.5 + 2.0) / 2) and ctx.metrics["n_nonfinite"] == 2
+
+
+def test_weighted_passes_the_context_and_logs_named_terms():
+    flow, x = gaussian_flow([0.0, 0.0], [1.0, 2.0]), torch.randn(32, 2)
+    seen = []
+
+    def with_ctx(f, b, ctx):
+        seen.append(ctx.stage)
+        return nll(f, b) * 2
+
+    loss = weighted((0.5, nll, "nll"), (0.25, with_ctx, "double"), (1.0, nll))
+    ctx = _ctx()
+    torch.testing.assert_close(loss(flow, x, ctx), 2.0 * nll(flow, x))
+    assert seen == ["test"] and ctx.metrics == pytest.approx({"nll": float(nll(flow, x)),
+                                                              "double": 2 * float(nll(flow, x))})
+    plain = weighted((0.5, nll, "nll"), (0.5, nll))
+    torch.testing.assert_close(plain(flow, x), nll(flow, x))  # callable without a context too

@@ -18,7 +18,7 @@ from boltzflow.training.energy_fit import bg_samples
 
 torch.set_num_threads(1)
 energy = AmberEnergy.from_system(alanine_dipeptide(solvent="obc", constraints="none").system, 300.0)
-path = sys.argv[1] if len(sys.argv) > 1 else "src/boltzflow/data/alanine-dipeptide-bg.pt"
+path = sys.argv[1] if len(sys.argv) > 1 else "alanine-dipeptide-bg"  # the shipped model, by name
 flow = load_flow(path)[0].double()
 for seed in (11, 101, 102, 103):  # 11: the draw of the reproduce run (seed + 11)
     s = bg_samples(flow, lambda x: energy(x.unflatten(-1, (22, 3))), 100_000, torch.Generator().manual_seed(seed),

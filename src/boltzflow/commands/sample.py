@@ -1,29 +1,57 @@
-"""Draw samples from a trained flow checkpoint.
+"""Draw samples from a trained flow checkpoint, or from a shipped model by name.
+
+`boltzflow sample alanine-dipeptide-bg -n 10000 --out s.npz` samples the shipped alanine dipeptide Boltzmann
+generator from any folder; `boltzflow sample RUN/checkpoint.safetensors ...` samples a run of your own.
 
 Writes an npz with `x` (configurations in the system's coordinates, shape (n, D)), `log_prob` (log q(x) of the
 flow) and, where the checkpoint's system has an energy, `energy` (reduced, kT) and `log_w` (log importance
 weights -u(x) - log q(x), unnormalised). For molecules it also writes `xyz` (shape (n, n_atoms, 3), nm, atom
-order of the shipped PDB) and the energy is the torch AMBER energy of those unconstrained coordinates. For flows
+order of the system's PDB) and the energy is the torch AMBER energy of those unconstrained coordinates. For flows
 that remove the rigid-body motion (internal coordinates, aligned Cartesians) log q is the density of the reduced
-coordinates, so log_w carries a constant offset; it cancels in self-normalised weights and ESS. The file is
-written only when sampling succeeded.
+coordinates, so log_w carries a constant offset; it cancels in self-normalised weights and ESS. Every option and
+the output path are checked before sampling, and the file is written only when sampling succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-HELP = "draw samples (x, log_prob, energy, log_w) from a checkpoint"
+HELP = "draw samples (x, log_prob, energy, log_w) from a checkpoint or a shipped model"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="checkpoint file written by train or reproduce")
+    p.add_argument("checkpoint", help="checkpoint file written by train or reproduce, or a shipped model's name "
+                                      "(alanine-dipeptide-bg)")
     p.add_argument("-n", type=int, default=10_000, help="number of samples (default 10000)")
-    p.add_argument("--out", required=True, help="output .npz file")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", required=True, help="output .npz file (its folder must exist)")
+    p.add_argument("--seed", type=int, default=0, help="random seed >= 0 (default 0)")
     p.add_argument("--batch-size", type=int, default=65_536, help="samples per forward pass (default 65536)")
     p.add_argument("--weights", choices=["best", "last"], default="best",
                    help="best-validation (default) or last weights")
+
+
+def check_counts(**counts: tuple[int, int]) -> None:
+    """Raise a one-line error naming the option when a count is below its minimum (``name=(value, minimum)``)."""
+    from boltzflow.errors import BoltzflowError
+
+    for name, (value, minimum) in counts.items():
+        if value < minimum:
+            option = ("-" if len(name) == 1 else "--") + name.replace("_", "-")
+            raise BoltzflowError(f"{option} must be an integer >= {minimum}, got {value}")
+
+
+def load_system(ckpt: dict[str, Any], path: str) -> Any:
+    """The checkpoint's system, or None when it names none."""
+    from boltzflow.errors import BoltzflowError
+    from boltzflow.systems.registry import get_system
+
+    if not ckpt.get("system"):
+        return None
+    try:
+        return get_system(ckpt["system"])
+    except ValueError as err:
+        raise BoltzflowError(f"checkpoint {path}: {err}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,34 +59,34 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from boltzflow.errors import BoltzflowError
-    from boltzflow.io import save_npz
-    from boltzflow.systems.registry import make_system
+    from boltzflow.io import check_output_file, save_npz
     from boltzflow.training.checkpoint import load_flow
 
-    if args.n < 1 or args.batch_size < 1:
-        raise BoltzflowError("-n and --batch-size must be positive")
+    check_counts(n=(args.n, 1), batch_size=(args.batch_size, 1), seed=(args.seed, 0))
+    check_output_file(args.out)
     flow, ckpt = load_flow(args.checkpoint, args.weights)
-    system = make_system(ckpt["system"]) if ckpt.get("system") else None
+    system = load_system(ckpt, args.checkpoint)
     energy = system.energy() if system is not None else None
-    n_atoms = getattr(system, "n_atoms", None)
     gen = torch.Generator().manual_seed(args.seed)
-    xs, lps, us = [], [], []
+    xs, lps = [], []
     with torch.no_grad():
         for start in range(0, args.n, args.batch_size):
             s = flow.sample(min(args.batch_size, args.n - start), gen)
-            x = s.x.double()
-            xs.append(x)
+            xs.append(s.x.double())
             lps.append(s.log_prob.double())
-            if energy is not None:
-                us.append(energy.double().energy(x.reshape(len(x), n_atoms, 3) if n_atoms else x))
     arrays = {"x": torch.cat(xs).numpy(), "log_prob": torch.cat(lps).numpy()}
-    if n_atoms:
-        arrays["xyz"] = arrays["x"].reshape(args.n, n_atoms, 3).astype(np.float32)
-    if energy is not None:
-        arrays["energy"] = torch.cat(us).numpy()
-        arrays["log_w"] = -arrays["energy"] - arrays["log_prob"]
     if not np.isfinite(arrays["x"]).all():
         raise BoltzflowError("the flow produced non-finite samples; the checkpoint may be broken")
+    if system is not None and arrays["x"].shape[1] != system.dim:
+        raise BoltzflowError(f"checkpoint {args.checkpoint}: the flow makes {arrays['x'].shape[1]}-D samples but its "
+                             f"system {system.name} has dimension {system.dim}")
+    if energy is not None:
+        x = torch.as_tensor(arrays["x"]).unflatten(-1, system.event_shape)
+        u = torch.cat([energy.energy(c) for c in x.split(args.batch_size)])
+        arrays["energy"] = u.double().numpy()
+        arrays["log_w"] = -arrays["energy"] - arrays["log_prob"]
+    if system is not None and len(system.event_shape) == 2:
+        arrays["xyz"] = arrays["x"].reshape(args.n, *system.event_shape).astype(np.float32)
     save_npz(args.out, **arrays)
     print(f"wrote {args.n} samples to {args.out}")
     return 0

@@ -1,12 +1,15 @@
 """Train a flow on samples by maximum likelihood, from a JSON config.
 
-The config names the system, the data file (npz with an array `x` of shape (n, D)), the flow architecture and the
-optimisation settings. Print a template with `boltzflow train --template two-particle > config.json`, edit it,
-then run `boltzflow train config.json --out DIR`. Any key can be overridden on the command line:
-`--set train.epochs=50 --set flow.config.hidden=[64,64]`.
+The config names the system, the data file (npz with an array `x` of shape (n, D), or `xyz` of shape
+(n, n_atoms, 3) in nm for molecules), the flow architecture and the optimisation settings. Print a template with
+`boltzflow train --template two-particle > config.json`, edit it, then run `boltzflow train config.json --out DIR`.
+Any key can be overridden on the command line: `--set train.epochs=50 --set flow.config.hidden=[64,64]`.
 
-DIR receives checkpoint.pt (resumable: re-run the same command after a kill), config.json (the resolved config)
-and history.json (per-epoch losses). Sample the result with `boltzflow sample DIR/checkpoint.pt`.
+DIR receives checkpoint.safetensors (resumable: re-run the same command after a kill; resuming with other data,
+another architecture or other settings is refused), metrics.jsonl (every step's loss, gradient norm and
+learning rate, one JSON object per line), config.json (the resolved config) and history.json (per-epoch
+losses). Sample the result with `boltzflow sample DIR/checkpoint.safetensors`. Everything is checked before DIR
+is created: a rejected config leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from boltzflow.errors import BoltzflowError
 
 HELP = "train a flow on samples (NLL) from a JSON config"
+CHECKPOINT = "checkpoint.safetensors"
 
 
 def template(system: str) -> dict[str, Any]:
@@ -41,7 +45,7 @@ def template(system: str) -> dict[str, Any]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="JSON config file (see --template)")
-    p.add_argument("--out", help="output folder for checkpoint.pt, config.json, history.json")
+    p.add_argument("--out", help=f"output folder for {CHECKPOINT}, metrics.jsonl, config.json, history.json")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config entry, e.g. train.epochs=50 (repeatable)")
     p.add_argument("--template", metavar="SYSTEM", help="print a config template for SYSTEM and exit")
@@ -49,40 +53,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_config(path: str, overrides: list[str]) -> dict[str, Any]:
+    """The config file with ``--set`` overrides applied (one-line errors naming the file or key)."""
+    from boltzflow.io import check_input_file
     from boltzflow.training.config import apply_overrides
 
-    p = Path(path)
-    if not p.is_file():
-        raise BoltzflowError(f"config file not found: {p}")
+    p = check_input_file(path, "config file")
     try:
         config = json.loads(p.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BoltzflowError(f"config {p} is not valid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise BoltzflowError(f"config {p} must be a JSON object; see boltzflow train --template")
     missing = {"system", "data", "flow", "train"} - set(config)
     if missing:
         raise BoltzflowError(f"config {p} lacks sections {sorted(missing)}; see boltzflow train --template")
+    if not isinstance(config["data"], str) or not all(isinstance(config[k], dict) for k in ("system", "flow",
+                                                                                             "train")):
+        raise BoltzflowError(f"config {p}: data must be a file name and system, flow and train JSON objects")
     return apply_overrides(config, overrides)
-
-
-def load_samples(path: str | Path, dim: int | None = None) -> Any:
-    """Array ``x`` of an npz file, checked for shape and finiteness."""
-    import numpy as np
-
-    p = Path(path)
-    if not p.is_file():
-        raise BoltzflowError(f"data file not found: {p}")
-    try:
-        with np.load(p) as f:
-            if "x" not in f:
-                raise BoltzflowError(f"{p} has no array 'x' (found {sorted(f.files)})")
-            x = np.asarray(f["x"], dtype=np.float64)
-    except (OSError, ValueError) as err:
-        raise BoltzflowError(f"cannot read {p} as npz: {err}") from None
-    if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
-        raise BoltzflowError(f"{p}: x must have shape (n, {dim or 'D'}), got {x.shape}")
-    if not np.isfinite(x).all():
-        raise BoltzflowError(f"{p}: x contains {int((~np.isfinite(x)).sum())} NaN/inf values")
-    return x
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,30 +81,53 @@ def run(args: argparse.Namespace) -> int:
         raise BoltzflowError("give a config file and --out DIR (or --template SYSTEM)")
     import torch
 
-    from boltzflow.flows.spec import build_flow
-    from boltzflow.io import save_json
-    from boltzflow.systems.registry import make_system
-    from boltzflow.training.config import TrainConfig, from_dict
+    from boltzflow.io import check_output_dir, read_configurations, save_json
     from boltzflow.training.loop import fit
     from boltzflow.training.losses import nll
 
+    out = check_output_dir(args.out)
     config = load_config(args.config, args.overrides)
-    make_system(config["system"])  # fail early on a bad system spec
-    cfg = from_dict(TrainConfig, config["train"])
-    torch.manual_seed(cfg.seed)
-    flow = build_flow(config["flow"])
+    system, cfg, flow = _build(config, args.config)
     data_path = Path(config["data"])
     if not data_path.is_absolute():
         data_path = Path(args.config).parent / data_path
-    x = load_samples(data_path, flow.dim)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    x = read_configurations(data_path, system.dim, system.event_shape)
+    out.mkdir(parents=True, exist_ok=True)  # every check passed: only now does the run folder appear
     extra = {"flow_spec": config["flow"], "system": config["system"], "config": config}
     dtype = next(flow.parameters()).dtype
-    result = fit(flow, nll, torch.as_tensor(x, dtype=dtype), cfg, out / "checkpoint.pt", extra=extra,
-                 progress=not args.no_progress)
+    result = fit(flow, nll, torch.as_tensor(x, dtype=dtype), cfg, out / CHECKPOINT, extra=extra,
+                 progress=not args.no_progress, desc="nll")
     save_json(out / "config.json", {**config, "command": " ".join(["boltzflow", *sys.argv[1:]])})
     save_json(out / "history.json", {"history": result.history, "best_epoch": result.best_epoch,
                                      "best_val": result.best_val, "skipped_steps": result.skipped_steps})
-    print(f"best validation NLL {result.best_val:.4f} at epoch {result.best_epoch}; wrote {out}/checkpoint.pt")
+    print(f"best validation NLL {result.best_val:.4f} at epoch {result.best_epoch}; wrote {out / CHECKPOINT}")
     return 0
+
+
+def _build(config: dict[str, Any], path: str) -> tuple[Any, Any, Any]:
+    """The system, training config and freshly initialised flow of a config (seeded, no global RNG change)."""
+    import torch
+
+    from boltzflow.flows.spec import build_flow
+    from boltzflow.systems.registry import get_system
+    from boltzflow.training.config import TrainConfig, from_dict
+
+    system = get_system(config["system"])
+    try:
+        cfg = from_dict(TrainConfig, config["train"])
+    except (TypeError, ValueError) as err:
+        raise BoltzflowError(f"config {path}, section train: {' '.join(str(err).split())}") from None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # the initial weights follow train.seed; the caller's generator is restored
+        try:
+            flow = build_flow(config["flow"])
+        except (ValueError, TypeError, KeyError, RuntimeError) as err:
+            raise BoltzflowError(f"config {path}: cannot build the flow ({' '.join(str(err).split())})") from None
+    if not any(p.requires_grad for p in flow.parameters()):
+        raise BoltzflowError(f"config {path}: the flow has no trainable parameters (check flow.config, e.g. n_layers)")
+    with torch.no_grad():
+        x_dim = flow.sample(1, torch.Generator().manual_seed(0)).x.shape[-1]
+    if x_dim != system.dim:
+        raise BoltzflowError(f"config {path}: the flow makes {x_dim}-D samples but system "
+                             f"{system.name} has dimension {system.dim}")
+    return system, cfg, flow

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings of :func:`boltzflow.training.loop.fit`.
+    """Optimisation settings of :func:`boltzflow.training.loop.train` and :func:`~boltzflow.training.loop.fit`.
+
+    Every field is validated at construction (a ValueError names the field).
 
     Attributes:
-        epochs: passes over the training data.
-        batch_size: minibatch size.
+        epochs: epochs of the stage (passes over the training data for a dataset source).
+        batch_size: minibatch size of :func:`~boltzflow.training.loop.fit`'s dataset source.
         lr: Adam learning rate.
         lr_schedule: "cosine" (to ``lr * lr_final_fraction``), "constant" or "step" (×0.5 every quarter).
         lr_final_fraction: final learning rate as a fraction of ``lr`` for "cosine".
         weight_decay: Adam weight decay.
         grad_clip: max global gradient norm (None disables clipping).
-        val_fraction: share of the data held out for validation and best-checkpoint selection.
+        val_fraction: share of the data :func:`~boltzflow.training.loop.fit` holds out for validation and
+            best-epoch selection.
         checkpoint_every: epochs between checkpoints (the last epoch is always saved).
-        seed: seeds initialisation, the split and the minibatch order.
+        seed: seeds the loop's generators (split, minibatch order, flow samples); commands also seed the
+            initial weights with it.
     """
 
     epochs: int = 400
@@ -37,12 +42,33 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        """Validate every field; the message names the field.
+
+        Raises:
+            ValueError: a count below 1, a non-positive or non-finite rate, a negative weight decay, a
+                ``val_fraction`` outside [0, 1), a ``lr_final_fraction`` outside (0, 1], or a wrong type.
+        """
         if self.lr_schedule not in ("cosine", "constant", "step"):
             raise ValueError(f"lr_schedule must be cosine, constant or step, got {self.lr_schedule!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("seed", self.seed, 0)
+        _check_number("lr", self.lr, lambda v: v > 0, "> 0")
+        _check_number("lr_final_fraction", self.lr_final_fraction, lambda v: 0 < v <= 1, "in (0, 1]")
+        _check_number("weight_decay", self.weight_decay, lambda v: v >= 0, ">= 0")
+        _check_number("val_fraction", self.val_fraction, lambda v: 0 <= v < 1, "in [0, 1)")
+        if self.grad_clip is not None:
+            _check_number("grad_clip", self.grad_clip, lambda v: v > 0, "> 0 (or None for no clipping)")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(name: str, value: Any, ok: Any, rule: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name} must be a finite number {rule}, got {value!r}")
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:

@@ -1,10 +1,11 @@
 """Energy-based and mixed objectives on top of :func:`boltzflow.training.loop.fit`, and BG sampling.
 
-``fit`` iterates over data and calls ``loss_fn(flow, batch)``; a mixed Boltzmann-generator objective
-(paper 004 eq. (5)) fits that contract: the data term uses the batch, the reverse-KL term draws its own flow
-samples (from torch's global generator, whose state ``fit`` checkpoints, so resumed runs stay deterministic),
-and the force-matching term reads forces packed beside the positions (:func:`pack_forces`). So the same loop,
-checkpoints and resume logic serve NLL, mixed and force-matching training.
+``fit`` iterates over data and calls ``loss_fn(flow, batch, ctx)``; a mixed Boltzmann-generator objective
+(paper 004 eq. (5)) fits that contract: the data term uses the batch, the reverse-KL and importance-weighted
+terms draw their own flow samples from ``ctx.generator`` (the loop's generator, which it checkpoints, so resumed
+runs stay deterministic), and the force-matching term reads forces packed beside the positions
+(:func:`pack_forces`). So the same loop, checkpoints and resume logic serve NLL, mixed and force-matching
+training.
 
 :func:`bg_samples` draws flow samples with their energies and log importance weights in chunks, without
 gradients (the evaluation side of a Boltzmann generator).
@@ -22,6 +23,7 @@ from boltzflow.flows.flow import Flow
 from boltzflow.training.losses import (
     EnergyFn,
     LossFn,
+    StepContext,
     force_matching,
     importance_weighted_nll,
     nll,
@@ -49,7 +51,11 @@ def mixed_objective(
     dim: int | None = None,
     iw_weight: float = 0.0,
 ) -> LossFn:
-    """``w_n NLL + w_k KL_rev + w_f FM + w_i IW-NLL`` as a ``(flow, batch) -> scalar`` loss (paper 004 eq. (5)).
+    """``w_n NLL + w_k KL_rev + w_f FM + w_i IW-NLL`` as a ``(flow, batch, ctx) -> scalar`` loss (paper 004 eq. (5)).
+
+    The reverse-KL and IW-NLL terms draw their flow samples from ``ctx.generator`` (torch's global generator only
+    when called without a context). Each active term's value is logged in ``ctx.metrics`` under ``nll``,
+    ``reverse_kl``, ``force_matching`` and ``iw_nll``.
 
     Args:
         energy: reduced energy ``x (n, D) -> (n,)`` in kT, needed when ``kl_weight > 0``.
@@ -74,11 +80,16 @@ def mixed_objective(
     def positions(batch: Tensor) -> Tensor:
         return batch if dim is None else batch[:, :dim]
 
+    def gen(ctx: StepContext | None) -> torch.Generator | None:
+        return None if ctx is None else ctx.generator
+
     return weighted(
-        (nll_weight, lambda flow, batch: nll(flow, positions(batch))),
-        (kl_weight, lambda flow, batch: reverse_kl(flow, energy, kl_batch, None, temperature_factor)),
-        (force_weight, lambda flow, batch: force_matching(flow, batch[:, :dim], batch[:, dim:])),
-        (iw_weight, lambda flow, batch: importance_weighted_nll(flow, energy, kl_batch, None, temperature_factor)),
+        (nll_weight, lambda flow, batch: nll(flow, positions(batch)), "nll"),
+        (kl_weight, lambda flow, batch, ctx: reverse_kl(flow, energy, kl_batch, gen(ctx), temperature_factor),
+         "reverse_kl"),
+        (force_weight, lambda flow, batch: force_matching(flow, batch[:, :dim], batch[:, dim:]), "force_matching"),
+        (iw_weight, lambda flow, batch, ctx: importance_weighted_nll(flow, energy, kl_batch, gen(ctx),
+                                                                     temperature_factor), "iw_nll"),
     )
 
 

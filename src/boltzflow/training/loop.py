@@ -1,35 +1,54 @@
-"""One short fit loop: minibatch Adam with validation, best-checkpoint selection and resumable checkpoints."""
+"""One short training loop fed by a batch source, with reporters and safe, resumable checkpoints.
+
+:func:`train` runs one stage: for each epoch it takes the batches of a source
+(:mod:`boltzflow.training.sources`: a dataset, the flow's own samples, a replay buffer), calls
+``loss(flow, batch, ctx)`` (or ``loss(flow, batch)``, :func:`~boltzflow.training.losses.call_loss`), and takes an
+Adam step unless the loss or the gradient is not finite. After each epoch it scores the source's validation
+batches, keeps the best weights if the source asks for it, tells the reporters and writes a checkpoint.
+
+Randomness comes from generators the loop owns, seeded from ``cfg.seed``: one for permutations and splits, one
+(on the flow's device) for flow samples, handed to losses as ``ctx.generator``. Losses written before the
+context existed may still draw from torch's global generator; for them the loop forks the global CPU generator
+on entry (``torch.random.fork_rng``), starts it from ``cfg.seed``, checkpoints it and gives the caller's state
+back on exit. So the loop leaves no global RNG state or default dtype behind, and a killed run resumes bit for
+bit on CPU. Both streams start where torch's global generator stood after ``torch.manual_seed(cfg.seed)``, the
+state the loop used before it owned its generators, so older runs are reproduced exactly.
+
+:func:`fit` is the data-tensor front end: a :class:`~boltzflow.training.sources.DatasetSource` with
+``cfg.batch_size`` and ``cfg.val_fraction``, best epoch by validation loss, a progress bar and, beside the
+checkpoint, ``metrics.jsonl``.
+"""
 
 from __future__ import annotations
 
 import copy
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from boltzflow.errors import BoltzflowError
 from boltzflow.flows.flow import Flow
-from boltzflow.training.checkpoint import read_checkpoint, save_checkpoint
+from boltzflow.training.checkpoint import restore_training_state, save_training_state
 from boltzflow.training.config import TrainConfig
+from boltzflow.training.losses import StepContext, call_loss
+from boltzflow.training.reporters import MetricsLog, ProgressBar, Reporter, StageInfo
+from boltzflow.training.sources import DatasetSource, Generators, Source, batch_length
 
-LossFn = Callable[[Flow, Tensor], Tensor]
+LossFn = Callable[..., Tensor]
 
 
 class FitResult(NamedTuple):
-    """Outcome of :func:`fit`.
+    """Outcome of :func:`train` and :func:`fit`.
 
     Attributes:
-        history: per-epoch dicts (epoch, train_loss, val_loss, lr, skipped_steps, seconds).
+        history: per-epoch dicts (epoch, train_loss, val_loss, lr, steps, skipped_steps, seconds).
         best_epoch: epoch whose weights the flow holds at return.
-        best_val: validation loss of those weights.
+        best_val: validation loss of those weights (training loss where the source has no validation data).
         skipped_steps: optimiser steps skipped because the loss or gradient was not finite.
         seconds: wall time of this call (excluding earlier, resumed runs).
     """
@@ -44,13 +63,6 @@ class FitResult(NamedTuple):
     def train_seconds(self) -> float:
         """Training time summed over every epoch, across resumed runs."""
         return float(sum(h["seconds"] for h in self.history))
-
-
-def split_data(x: Tensor, val_fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Random train/validation split of the rows of ``x``."""
-    perm = torch.randperm(len(x), generator=generator)
-    n_val = int(round(val_fraction * len(x)))
-    return x[perm[n_val:]], x[perm[:n_val]]
 
 
 def lr_factor(cfg: TrainConfig, epoch: int) -> float:
@@ -74,130 +86,172 @@ def fit(
     progress: bool = True,
     desc: str = "train",
 ) -> FitResult:
-    """Train ``flow`` on ``data`` by minimising ``loss_fn(flow, batch)``.
+    """Train ``flow`` on ``data`` by minimising ``loss_fn``; :func:`train` with a dataset source.
 
-    Deterministic for a given ``cfg.seed`` (CPU). If ``checkpoint`` exists it must come from the same setup and
-    training resumes after its last completed epoch (config, optimiser and RNG states restored); otherwise a new
-    one is written every ``cfg.checkpoint_every`` epochs. At return the flow holds the weights with the lowest
-    validation loss (with ``val_fraction`` 0: the lowest epoch-mean training loss).
+    At return the flow holds the weights with the lowest validation loss (with ``val_fraction`` 0: the lowest
+    epoch-mean training loss). With a ``checkpoint``, every step's metrics go to ``metrics.jsonl`` in its folder
+    (stage ``desc``).
 
     Args:
         flow: model to train (modified in place).
-        loss_fn: ``(flow, batch (b, D)) -> scalar``, e.g. :func:`boltzflow.training.losses.nll`.
+        loss_fn: ``(flow, batch (b, D)[, ctx]) -> scalar``, e.g. :func:`boltzflow.training.losses.nll`.
         data: training data, shape (n, D), in the flow's dtype.
-        cfg: optimisation settings.
+        cfg: optimisation settings (``batch_size`` and ``val_fraction`` shape the dataset source).
         checkpoint: path of the resumable checkpoint, or None.
-        extra: stored in the checkpoint as is (flow spec, system, data provenance, ...).
+        extra: JSON-serialisable entries stored in the checkpoint (flow spec, system, data provenance, ...).
         progress: show a progress bar.
-        desc: progress-bar label.
+        desc: stage name (progress-bar label, ``ctx.stage``, metrics-log stage).
+    """
+    source = DatasetSource(data, cfg.batch_size, cfg.val_fraction, keep_best=True)
+    reporters: list[Reporter] = [ProgressBar(desc, disable=not progress)]
+    if checkpoint is not None:
+        reporters.append(MetricsLog(Path(checkpoint).parent / "metrics.jsonl"))
+    return train(flow, loss_fn, source, cfg, checkpoint=checkpoint, extra=extra, reporters=reporters, stage=desc)
+
+
+def train(
+    flow: Flow,
+    loss_fn: LossFn,
+    source: Source,
+    cfg: TrainConfig,
+    *,
+    checkpoint: str | Path | None = None,
+    extra: dict[str, Any] | None = None,
+    reporters: Sequence[Reporter] = (),
+    stage: str = "train",
+) -> FitResult:
+    """Run one training stage of ``cfg.epochs`` epochs over ``source``'s batches (resumable).
+
+    If ``checkpoint`` exists it must come from the same setup (training settings except ``epochs``, flow
+    architecture, source fingerprint) and training resumes after its last completed epoch; otherwise one is
+    written every ``cfg.checkpoint_every`` epochs and after the last.
+
+    Args:
+        flow: model to train (modified in place); its parameters' device is where samples are drawn.
+        loss_fn: ``(flow, batch, ctx) -> scalar`` or ``(flow, batch) -> scalar``.
+        source: where the batches come from.
+        cfg: optimisation settings (``batch_size``/``val_fraction`` are the source's business here).
+        checkpoint: path of the resumable checkpoint, or None.
+        extra: JSON-serialisable entries stored in the checkpoint (``flow_spec`` makes it loadable).
+        reporters: progress bar, metrics log, ...
+        stage: name passed to the loss (``ctx.stage``) and the reporters.
+
+    Raises:
+        BoltzflowError: every step of an epoch was skipped, no epoch had a finite loss to keep, or the
+            checkpoint belongs to another setup.
     """
     extra = dict(extra or {})
-    if not torch.isfinite(data).all():
-        raise BoltzflowError("training data contain NaN or inf values; clean the data first")
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    train, val = split_data(data, cfg.val_fraction, gen)
-    if len(train) == 0:
-        raise BoltzflowError(f"no training data left after the validation split of {len(data)} points")
+    path = None if checkpoint is None else Path(checkpoint)
+    params = list(flow.parameters())
+    if not params:
+        raise ValueError("the flow has no parameters to train")
+    device = params[0].device
+    gens = Generators(torch.Generator().manual_seed(cfg.seed),
+                      torch.Generator(device=device).manual_seed(cfg.seed))
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    state = {"epoch": 0, "history": [], "best_val": math.inf, "best_epoch": -1, "best_model": None, "skipped": 0}
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = _resume(checkpoint, flow, opt, gen, cfg, extra.get("flow_spec"))
     t0 = time.perf_counter()
-    bar = tqdm(range(state["epoch"], cfg.epochs), desc=desc, disable=not progress, leave=False)
-    for epoch in bar:
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_factor(cfg, epoch)
-        t_epoch = time.perf_counter()
-        train_loss, skipped = _train_epoch(flow, loss_fn, train, cfg, opt, gen)
-        val_loss = _evaluate(flow, loss_fn, val, cfg.batch_size) if len(val) else train_loss
-        state["skipped"] += skipped
-        state["history"].append(
-            {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": opt.param_groups[0]["lr"],
-             "skipped_steps": skipped, "seconds": time.perf_counter() - t_epoch}
+    with torch.random.fork_rng(devices=[]):
+        torch.set_rng_state(torch.Generator().manual_seed(cfg.seed).get_state())  # for context-free losses
+        source.start(gens)
+        state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best_val": math.inf, "best_epoch": -1,
+                                 "skipped": 0, "best_model": None}
+        if path is not None and path.exists():
+            state = restore_training_state(path, flow, opt, gens, source, cfg, extra.get("flow_spec"))
+        run = _Run(flow, loss_fn, source, cfg, opt, gens, stage, list(reporters))
+        for r in run.reporters:
+            r.start(StageInfo(stage, state["epoch"], state["step"], cfg.epochs))
+        try:
+            for epoch in range(state["epoch"], cfg.epochs):
+                run.epoch(epoch, state)
+                if path is not None and (state["epoch"] % cfg.checkpoint_every == 0 or state["epoch"] == cfg.epochs):
+                    save_training_state(path, flow, opt, gens, source, cfg, stage, state, extra)
+        finally:
+            for r in run.reporters:
+                r.close()
+    if not math.isfinite(state["best_val"]):
+        raise BoltzflowError(
+            f"stage {stage!r}: no epoch reached a finite {'validation ' if source.keep_best else ''}loss "
+            f"(best {state['best_val']} at epoch {state['best_epoch']}); lower the learning rate (lr={cfg.lr:g})"
         )
-        if math.isfinite(val_loss) and val_loss < state["best_val"]:
-            state.update(best_val=val_loss, best_epoch=epoch, best_model=copy.deepcopy(flow.state_dict()))
-        state["epoch"] = epoch + 1
-        bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
-        if checkpoint is not None and (state["epoch"] % cfg.checkpoint_every == 0 or state["epoch"] == cfg.epochs):
-            _save(checkpoint, flow, opt, gen, cfg, state, extra)
-    bar.close()
     if state["best_model"] is not None:
         flow.load_state_dict(state["best_model"])
     return FitResult(state["history"], state["best_epoch"], state["best_val"], state["skipped"],
                      time.perf_counter() - t0)
 
 
-def _train_epoch(
-    flow: Flow, loss_fn: LossFn, train: Tensor, cfg: TrainConfig, opt: torch.optim.Optimizer, gen: torch.Generator
-) -> tuple[float, int]:
-    flow.train()
-    perm = torch.randperm(len(train), generator=gen)
-    total, count, skipped = 0.0, 0, 0
-    for start in range(0, len(train), cfg.batch_size):
-        batch = train[perm[start : start + cfg.batch_size]]
-        loss = loss_fn(flow, batch)
-        if not torch.isfinite(loss):
-            skipped += 1  # guard: a non-finite loss never reaches the weights
-            continue
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(flow.parameters(), max_norm)
-        if not torch.isfinite(grad_norm):
-            opt.zero_grad(set_to_none=True)
-            skipped += 1
-            continue
-        opt.step()
-        total += float(loss.detach()) * len(batch)
-        count += len(batch)
-    return (total / count if count else math.nan), skipped
+class _Run:
+    """The pieces of one stage, and one epoch of it."""
 
+    def __init__(self, flow: Flow, loss_fn: LossFn, source: Source, cfg: TrainConfig, opt: torch.optim.Optimizer,
+                 gens: Generators, stage: str, reporters: list[Reporter]) -> None:
+        self.flow, self.loss_fn, self.source, self.cfg, self.opt = flow, loss_fn, source, cfg, opt
+        self.gens, self.stage, self.reporters = gens, stage, reporters
 
-@torch.no_grad()
-def _evaluate(flow: Flow, loss_fn: LossFn, data: Tensor, batch_size: int) -> float:
-    flow.eval()
-    total = 0.0
-    for start in range(0, len(data), batch_size):
-        batch = data[start : start + batch_size]
-        total += float(loss_fn(flow, batch)) * len(batch)
-    return total / len(data)
+    def epoch(self, epoch: int, state: dict[str, Any]) -> None:
+        """Train one epoch, score it, keep the best weights, report; updates ``state`` in place."""
+        lr = self.cfg.lr * lr_factor(self.cfg, epoch)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        t = time.perf_counter()
+        total, count, steps, skipped = 0.0, 0, 0, 0
+        self.flow.train()
+        for batch in self.source.batches(self.flow, self.gens):
+            record = self.step(batch, StepContext(state["step"], epoch, self.stage, self.gens.samples, {}), lr)
+            state["step"] += 1
+            steps += 1
+            if record["skipped"]:
+                skipped += 1
+            else:
+                total += record["loss"] * batch_length(batch)
+                count += batch_length(batch)
+        if steps and skipped == steps:
+            raise BoltzflowError(
+                f"stage {self.stage!r}: all {steps} steps of epoch {epoch} were skipped (non-finite loss or "
+                f"gradient); lower the learning rate (lr={self.cfg.lr:g}) or check the data and the energy"
+            )
+        train_loss = total / count if count else math.nan
+        val_batches = self.source.validation_batches()
+        val_loss = self.validate(val_batches, epoch, state["step"]) if val_batches else train_loss
+        state["skipped"] += skipped
+        summary = {"stage": self.stage, "epoch": epoch, "step": state["step"], "train_loss": train_loss,
+                   "val_loss": val_loss, "lr": lr, "steps": steps, "skipped_steps": skipped,
+                   "seconds": time.perf_counter() - t}
+        state["history"].append({k: v for k, v in summary.items() if k not in ("stage", "step")})
+        if not self.source.keep_best:
+            state.update(best_val=val_loss, best_epoch=epoch)
+        elif math.isfinite(val_loss) and val_loss < state["best_val"]:
+            state.update(best_val=val_loss, best_epoch=epoch, best_model=copy.deepcopy(self.flow.state_dict()))
+        state["epoch"] = epoch + 1
+        for r in self.reporters:
+            r.epoch(summary)
 
+    def step(self, batch: Any, ctx: StepContext, lr: float) -> dict[str, Any]:
+        """One optimiser step (skipped, with the gradient dropped, when the loss or its gradient is not finite)."""
+        loss = call_loss(self.loss_fn, self.flow, batch, ctx)
+        record = {"stage": ctx.stage, "epoch": ctx.epoch, "step": ctx.step, "loss": float(loss.detach()), "lr": lr,
+                  "grad_norm": math.nan, "skipped": True, **ctx.metrics}
+        if torch.isfinite(loss):  # guard: a non-finite loss never reaches the weights
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.flow.parameters(), max_norm)
+            record["grad_norm"] = float(grad_norm)
+            if torch.isfinite(grad_norm):
+                self.opt.step()
+                record["skipped"] = False
+            else:
+                self.opt.zero_grad(set_to_none=True)
+        for r in self.reporters:
+            r.step(record)
+        return record
 
-def _save(path: str | Path, flow: Flow, opt: torch.optim.Optimizer, gen: torch.Generator, cfg: TrainConfig,
-          state: dict[str, Any], extra: dict[str, Any]) -> None:
-    payload = {
-        **extra,
-        "train_config": asdict(cfg),
-        "model": flow.state_dict(),
-        "optimizer": opt.state_dict(),
-        "rng": {"generator": gen.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state()},
-        **{k: state[k] for k in ("epoch", "history", "best_val", "best_epoch", "best_model", "skipped")},
-    }
-    save_checkpoint(path, payload)
-
-
-def _resume(path: str | Path, flow: Flow, opt: torch.optim.Optimizer, gen: torch.Generator,
-            cfg: TrainConfig, flow_spec: dict[str, Any] | None) -> dict[str, Any]:
-    ckpt = read_checkpoint(path)
-    saved = ckpt.get("train_config")
-    if saved is None or "optimizer" not in ckpt:
-        raise BoltzflowError(f"{path} holds no training state to resume from")
-    if flow_spec is not None and ckpt.get("flow_spec") != flow_spec:
-        raise BoltzflowError(f"checkpoint {path} holds a different flow architecture; use a new output folder")
-    differs = {k for k, v in asdict(cfg).items() if saved.get(k) != v and k != "epochs"}
-    if differs:
-        raise BoltzflowError(
-            f"checkpoint {path} was written with different training settings ({sorted(differs)}); "
-            "use a new output folder or the same settings"
-        )
-    try:
-        flow.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise BoltzflowError(f"checkpoint {path} does not match this model: {err}") from None
-    gen.set_state(ckpt["rng"]["generator"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    np.random.set_state(ckpt["rng"]["numpy"])
-    return {k: ckpt[k] for k in ("epoch", "history", "best_val", "best_epoch", "best_model", "skipped")}
+    @torch.no_grad()
+    def validate(self, batches: list[Any], epoch: int, step: int) -> float:
+        """Row-weighted mean loss over the validation batches, in eval mode."""
+        self.flow.eval()
+        total, count = 0.0, 0
+        for batch in batches:
+            ctx = StepContext(step, epoch, self.stage, self.gens.samples, {})
+            total += float(call_loss(self.loss_fn, self.flow, batch, ctx)) * batch_length(batch)
+            count += batch_length(batch)
+        return total / count

@@ -1,18 +1,25 @@
 """Losses as plain functions ``(flow, batch, ...) -> scalar tensor``.
 
+The training loop calls ``loss(flow, batch, ctx)`` when the loss has a parameter named ``ctx`` and
+``loss(flow, batch)`` otherwise (:func:`call_loss`). ``ctx`` is a :class:`StepContext`: the step, the epoch, the
+stage, the loop's ``torch.Generator`` for any sampling the loss does, and a dict for extra metrics to log.
+
 * :func:`nll`: negative log-likelihood of data (paper 001 §4);
+* :func:`sample_reverse_kl` and :func:`weighted_nll`: the same objectives on batches of flow samples or replay
+  buffers (:mod:`boltzflow.training.sources`);
 * :func:`reverse_kl`: E_q[u/τ + log q] on flow samples (energy-based training, paper 004 eq. (3));
 * :func:`importance_weighted_nll`: forward KL to the target from self-normalised weights of flow samples;
 * :func:`force_matching`: E_data ||f/kT - ∇_x log q||² (paper 004 eq. (4));
-* :func:`weighted`: ``Σ_k w_k L_k`` of ``(flow, batch)`` losses (paper 004 eq. (5));
+* :func:`weighted`: ``Σ_k w_k L_k`` of ``(flow, batch[, ctx])`` losses (paper 004 eq. (5));
 * :func:`linlog_cut`: a smooth cap on reduced energies for training (bgflow-style lin-log cut).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -20,8 +27,39 @@ from torch import Tensor
 from boltzflow.eval.weights import log_importance_weights
 from boltzflow.flows.flow import Flow
 
-LossFn = Callable[[Flow, Tensor], Tensor]
+LossFn = Callable[..., Tensor]  # (flow, batch) -> scalar, or (flow, batch, ctx) -> scalar
 EnergyFn = Callable[[Tensor], Tensor]
+
+
+class StepContext(NamedTuple):
+    """What the loop tells a loss about the step it is computed for.
+
+    Attributes:
+        step: optimiser steps attempted so far in this stage (0-based, skipped steps included).
+        epoch: 0-based epoch.
+        stage: name of the training stage (``"nll"``, ``"energy"``, ...).
+        generator: the loop's generator for flow samples; draw from it, never from torch's global generator.
+        metrics: extra per-step values to log (name -> float); a loss may add entries.
+    """
+
+    step: int
+    epoch: int
+    stage: str
+    generator: torch.Generator | None
+    metrics: dict[str, float]
+
+
+def takes_context(loss: Callable[..., Any]) -> bool:
+    """True when ``loss`` has a parameter named ``ctx`` (it is then called as ``loss(flow, batch, ctx)``)."""
+    try:
+        return "ctx" in inspect.signature(loss).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+
+
+def call_loss(loss: Callable[..., Tensor], flow: Flow, batch: Any, ctx: StepContext | None) -> Tensor:
+    """``loss(flow, batch, ctx)`` for losses that take a context, ``loss(flow, batch)`` for the others."""
+    return loss(flow, batch, ctx) if takes_context(loss) else loss(flow, batch)
 
 
 def nll(flow: Flow, x: Tensor) -> Tensor:
@@ -157,31 +195,81 @@ def force_matching(flow: Flow, x: Tensor, forces_kt: Tensor, create_graph: bool 
     return ((grad - forces_kt) ** 2).sum(-1).mean()
 
 
-def weighted(*terms: tuple[float, LossFn]) -> LossFn:
-    """The loss ``(flow, batch) -> Σ_k w_k L_k(flow, batch)`` from ``(w_k, L_k)`` pairs (paper 004 eq. (5)).
+def weighted(*terms: tuple[float, LossFn] | tuple[float, LossFn, str]) -> LossFn:
+    """The loss ``(flow, batch, ctx=None) -> Σ_k w_k L_k(flow, batch[, ctx])`` (paper 004 eq. (5)).
 
-    Terms with weight 0 are not evaluated. Losses that need more than ``(flow, batch)`` (an energy, a sample
-    size) go in as closures, e.g. ``weighted((0.9, nll), (0.1, lambda f, b: reverse_kl(f, u, 256)))``.
+    Each term is ``(w_k, L_k)`` or ``(w_k, L_k, name)``; named terms are logged as ``ctx.metrics[name]`` (the
+    unweighted value). Terms with weight 0 are not evaluated. ``L_k`` takes ``ctx`` when it has a parameter of
+    that name (:func:`call_loss`); losses that need more than the batch (an energy, a sample size) go in as
+    closures, e.g. ``weighted((0.9, nll), (0.1, lambda f, b, ctx: reverse_kl(f, u, 256, ctx.generator)))``.
 
     Raises:
         ValueError: no term, or a negative or non-finite weight.
     """
     if not terms:
         raise ValueError("weighted() needs at least one (weight, loss_fn) pair")
-    for w, fn in terms:
-        if not (math.isfinite(w) and w >= 0) or not callable(fn):
-            raise ValueError(f"each term must be (weight >= 0, callable loss); got ({w!r}, {fn!r})")
-    active = [(float(w), fn) for w, fn in terms if w > 0]
+    for term in terms:
+        w, fn = term[0], term[1]
+        if len(term) not in (2, 3) or not (math.isfinite(w) and w >= 0) or not callable(fn):
+            raise ValueError(f"each term must be (weight >= 0, callable loss[, name]); got {term!r}")
+    active = [(float(t[0]), t[1], t[2] if len(t) == 3 else None) for t in terms if t[0] > 0]
     if not active:
         raise ValueError("weighted() needs at least one positive weight")
 
-    def loss(flow: Flow, batch: Tensor) -> Tensor:
-        total = active[0][0] * active[0][1](flow, batch)
-        for w, fn in active[1:]:
-            total = total + w * fn(flow, batch)
+    def loss(flow: Flow, batch: Any, ctx: StepContext | None = None) -> Tensor:
+        total = None
+        for w, fn, name in active:
+            value = call_loss(fn, flow, batch, ctx)
+            if name is not None and ctx is not None:
+                ctx.metrics[name] = float(value.detach())
+            total = w * value if total is None else total + w * value
         return total
 
     return loss
+
+
+def sample_reverse_kl(flow: Flow, batch: Any, ctx: StepContext | None = None) -> Tensor:
+    """Reverse KL ``E_q[u + log q]`` on a reparameterised batch of flow samples (``FlowSampleSource``).
+
+    Args:
+        flow: the model q (unused: the batch already carries the graph back to its parameters).
+        batch: with ``u`` and ``log_q``, shape (n,), computed with gradients through the samples.
+        ctx: step context; ``n_nonfinite`` is logged in ``ctx.metrics``.
+
+    Returns:
+        the mean of ``u + log q`` over the samples where it is finite, in nats (NaN when none is).
+    """
+    values = batch.u.to(batch.log_q.dtype) + batch.log_q
+    finite = torch.isfinite(values)
+    n_bad = int((~finite).sum())
+    if ctx is not None:
+        ctx.metrics["n_nonfinite"] = float(n_bad)
+    if n_bad == len(values):
+        return values.new_tensor(math.nan)
+    return torch.where(finite, values, torch.zeros_like(values)).sum() / (len(values) - n_bad)
+
+
+def weighted_nll(flow: Flow, batch: Any, ctx: StepContext | None = None) -> Tensor:
+    """Self-normalised importance-weighted NLL ``-Σ_i w̄_i log q(x_i)`` of a batch of weighted samples.
+
+    With detached flow samples (``log_w = -u - log q``) this is the mass-covering forward KL estimate of
+    :func:`importance_weighted_nll`; with a replay buffer's weighted minibatches it is the weighted NLL of the
+    buffer; with resampled batches (all ``log_w`` 0) it is the plain NLL. Rows with a non-finite ``log_w`` or
+    ``x`` are left out; if none is left the loss is NaN (the loop skips the step).
+
+    Args:
+        flow: the model q.
+        batch: with ``x`` (n, D) and ``log_w`` (n,) (unnormalised log weights, no gradient).
+        ctx: step context; the batch's Kish ESS fraction is logged as ``ctx.metrics["ess_fraction"]``.
+    """
+    log_w = batch.log_w.detach()
+    finite = torch.isfinite(log_w) & torch.isfinite(batch.x).all(-1)
+    if not finite.any():
+        return batch.x.new_tensor(math.nan)
+    w = torch.softmax(log_w[finite].to(batch.x.dtype), dim=0)
+    if ctx is not None:
+        ctx.metrics["ess_fraction"] = float(1.0 / (w**2).sum() / len(log_w))
+    return -(w * flow.log_prob(batch.x[finite].detach())).sum()
 
 
 def linlog_cut(u: Tensor, high: float = 1e3, max_value: float = 1e9) -> Tensor:
