@@ -105,10 +105,14 @@ if (( left > 30 )); then
     if [[ "$MODE" == "Default" ]]; then
         say "training ${MODELS[*]} in parallel for up to $left s ($SCALE, 200-epoch plan for --full)"
         pids=()
+        declare -A shown=()
         for m in "${MODELS[@]}"; do train "$m" "$(awk "BEGIN{print $left/60}")" & pids+=($!); done
-        while kill -0 "${pids[@]}" 2>/dev/null; do
-            sleep $(( SMOKE ? 5 : 30 ))
-            for m in "${MODELS[@]}"; do say "$m: $(tail -n 1 "$RUN/train_$m.log" 2>/dev/null)"; done
+        while kill -0 "${pids[@]}" 2>/dev/null; do  # progress: each log's last line, when it changed
+            sleep $(( SMOKE ? 5 : 20 ))
+            for m in "${MODELS[@]}"; do
+                line=$(tail -n 1 "$RUN/train_$m.log" 2>/dev/null || true)
+                if [[ -n "$line" && "$line" != "${shown[$m]:-}" ]]; then say "$line"; shown[$m]=$line; fi
+            done
         done
         for p in "${pids[@]}"; do wait "$p" || say "a training process exited with status $?"; done
     else
