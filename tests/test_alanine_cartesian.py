@@ -130,7 +130,7 @@ def test_tiny_run_writes_all_outputs(tmp_path):
     res = E.run(out, seed=0, progress=False, dataset=data, sizes=sizes)
     on_disk = json.loads((out / "results.json").read_text())
     names = [m["model"] for m in on_disk["models"]]
-    assert names == ["data", "nll", "nll_reject", "penalty", "anneal", "smooth"]
+    assert names == ["data", "nll", "nll_reject", "penalty", "anneal", "smooth", "penalty_sum"]
     keys = {
         "model",
         "n_params",
@@ -146,7 +146,11 @@ def test_tiny_run_writes_all_outputs(tmp_path):
     for row in on_disk["models"]:
         assert keys <= set(row)
     assert on_disk["models"][1]["n_params"] == on_disk["models"][2]["n_params"] > 0
-    assert len(res["models"]) == 6
+    assert len(res["models"]) == 7
+    for row in on_disk["models"][1:]:
+        assert row["epochs_trained"] == 2 and row["stopped_at_deadline"] is False
+    assert on_disk["config"]["device"] == "cpu" and on_disk["not_trained"] == []
+    assert on_disk["samples_xtc"] is True
     table = (out / "table2.md").read_text()
     assert all(f"\n| {name} |" in table for name in names)
     for fig in ("fig4_min_r.png", "fig4_pca.png"):
@@ -195,3 +199,151 @@ def test_bad_input_is_refused_before_writing(tmp_path):
     with pytest.raises(BoltzflowError, match="dataset"):
         E.run(tmp_path / "b", dataset=tmp_path / "missing.npz")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def _tiny_dataset(tmp_path, n: int = 120):
+    from boltzflow.io import save_npz
+
+    frames = _noisy_frames(n, 0.005, 3).astype(np.float32)
+    path = tmp_path / "tiny.npz"
+    save_npz(
+        path,
+        xyz=frames,
+        energy_kj=np.zeros(n),
+        forces_kj=np.zeros_like(frames),
+        replica=np.zeros(n, np.int16),
+        time_ps=np.arange(n, dtype=np.float32),
+        temperature_kelvin=300.0,
+    )
+    return path
+
+
+def _tiny_sizes(epochs: int, models: tuple[str, ...]):
+    from boltzflow.experiments import alanine_cartesian as E
+    from boltzflow.flows.realnvp import RealNVPConfig
+    from boltzflow.training.config import TrainConfig
+
+    return E.CartesianScale(
+        n_frames=100,
+        n_gen=40,
+        flow=RealNVPConfig(dim=66, n_layers=2, hidden=[8]),
+        train=TrainConfig(epochs=epochs, batch_size=50, lr=1e-3),
+        w2_n=20,
+        w2_draws=2,
+        models=models,
+    )
+
+
+class _Mode:
+    training = True
+
+
+def test_stop_at_deadline_stops_only_at_epoch_boundaries(capsys):
+    import time
+
+    from boltzflow.experiments.cartesian_training import DeadlineReached, StopAtDeadline
+
+    calls = []
+
+    def loss(flow, batch):
+        calls.append(flow.training)
+        return torch.zeros(())
+
+    flow = _Mode()
+    w = StopAtDeadline(loss, steps_per_epoch=3, start_epoch=2, epochs=9, deadline=time.monotonic() + 3600, log="t")
+    w(flow, None)
+    w.deadline = time.monotonic() - 1.0  # passes in the middle of epoch 3 (0-based 2)
+    w(flow, None), w(flow, None)  # the epoch runs to its end
+    flow.training = False
+    w(flow, None)  # validation is never stopped and does not count
+    assert w.calls == 3 and w.epoch == 3 and len(calls) == 4
+    flow.training = True
+    with pytest.raises(DeadlineReached):
+        w(flow, None)
+    assert len(calls) == 4  # the loss of the new epoch was not computed
+    err = capsys.readouterr().err
+    assert "t: epoch 3/9 starts" in err and "t: deadline reached, stopping after epoch 3/9" in err
+    quiet = StopAtDeadline(loss, 1, 0, 5, deadline=None)
+    for _ in range(4):
+        quiet(flow, None)
+    assert quiet.epoch == 4 and capsys.readouterr().err == ""
+
+
+def test_deadline_scores_the_last_checkpoint_and_says_so(tmp_path):
+    from boltzflow.experiments import alanine_cartesian as E
+    from boltzflow.training.checkpoint import read_checkpoint
+
+    data, out = _tiny_dataset(tmp_path), tmp_path / "run"
+    got = E.run(out, progress=False, dataset=data, sizes=_tiny_sizes(1, ("nll",)), train_only=True)
+    assert got["trained"]["nll"]["epochs_trained"] == 1 and not (out / "results.json").exists()
+    res = E.run(out, progress=False, dataset=data, sizes=_tiny_sizes(3, ("nll", "penalty_sum")), deadline_minutes=0)
+    rows = {r["model"]: r for r in res["models"]}
+    assert set(rows) == {"data", "nll", "nll_reject"} and res["not_trained"] == ["penalty_sum"]
+    assert rows["nll"]["epochs_trained"] == rows["nll_reject"]["epochs_trained"] == 1
+    assert rows["nll"]["stopped_at_deadline"] is True
+    assert int(read_checkpoint(out / "checkpoints" / "nll.pt")["epoch"]) == 1  # nothing was trained on
+    assert not (out / "checkpoints" / "penalty_sum.pt").exists()
+    table = (out / "table2.md").read_text()
+    assert "Stopped by the wall-clock deadline** before the planned 3 epochs: nll after 1 epochs" in table
+    assert "**Not trained** (no epoch finished before the deadline): penalty_sum." in table
+    assert "\n| nll | 1 |" in table and "\n| data | – |" in table
+
+
+def test_train_only_processes_then_scoring_equal_one_call(tmp_path):
+    from boltzflow.experiments import alanine_cartesian as E
+
+    data, models = _tiny_dataset(tmp_path), ("nll", "penalty_sum")
+    one = E.run(tmp_path / "one", progress=False, dataset=data, sizes=_tiny_sizes(2, models))
+    for m in models:  # what parallel processes do, one model each, into one folder
+        E.run(tmp_path / "split", progress=False, dataset=data, sizes=_tiny_sizes(2, (m,)), train_only=True)
+    split = E.run(tmp_path / "split", progress=False, dataset=data, sizes=_tiny_sizes(2, models), deadline_minutes=0)
+    keys = ("min_r", "lj_mean", "energy_mean", "pca_w2", "penalty_eq17_sum", "best_val_loss", "epochs_trained")
+    for a, b in zip(one["models"], split["models"], strict=True):
+        assert a["model"] == b["model"]
+        assert {k: a.get(k) for k in keys} == {k: b.get(k) for k in keys}
+    assert all(not r.get("stopped_at_deadline") for r in split["models"])
+
+
+def test_device_and_deadline_options_are_checked_before_writing(tmp_path, capsys):
+    from boltzflow.cli import main
+    from boltzflow.errors import BoltzflowError
+    from boltzflow.experiments.cartesian_training import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device(None) == torch.device("cpu")
+    for bad, match in (("tpu", "not a device"), ("mps", "only cpu, cuda")):
+        with pytest.raises(BoltzflowError, match=match):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(BoltzflowError, match="CUDA is not available"):
+            resolve_device("cuda")
+    else:
+        with pytest.raises(BoltzflowError, match="CUDA device"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    cases = [
+        (["alanine-cartesian", "--device", "tpu"], "--device 'tpu' is not a device"),
+        (["two-particle", "--device", "cpu"], "--device is only available for alanine-cartesian"),
+        (["alanine-cartesian", "--deadline-minutes", "-1"], "--deadline-minutes must be >= 0"),
+        (["two-particle", "--train-only"], "--train-only is only available for alanine-cartesian"),
+    ]
+    for k, (args, message) in enumerate(cases):
+        out = tmp_path / f"out{k}"
+        assert main(["reproduce", *args, "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+        assert not out.exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_run_matches_cpu_energies_and_writes_cpu_loadable_checkpoints(tmp_path):
+    from boltzflow.experiments import alanine_cartesian as E
+    from boltzflow.experiments.cartesian_report import energies_kj
+    from boltzflow.training.checkpoint import read_checkpoint
+
+    res = E.run(tmp_path / "run", progress=False, dataset=_tiny_dataset(tmp_path),
+                sizes=_tiny_sizes(1, ("nll", "penalty_sum")), device="cuda")
+    assert res["config"]["device"].startswith("cuda") and res["not_trained"] == []
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / "penalty_sum.pt")
+    assert all(t.device.type == "cpu" for t in ckpt["model"].values())
+    energy = E._amber()
+    xt = torch.as_tensor(_noisy_frames(50, 0.01, 5))
+    np.testing.assert_allclose(energies_kj(energy, xt, device="cuda"), energies_kj(energy, xt), rtol=1e-10)

@@ -120,3 +120,43 @@ def test_reject_collisions():
     assert rej.accepted.tolist() == [True, False, False]
     assert rej.acceptance == pytest.approx(1 / 3)
     assert torch.equal(rej.x, x[:1])
+
+
+def test_summed_hinge_closed_form():
+    x = _three_atoms(0.1, 0.05)
+    r12 = math.hypot(0.1, 0.05)
+    expected = (0.17 - 0.1) + (0.17 - 0.05) + (0.17 - r12)
+    assert float(P.collision_penalty_sum(x, PAIRS, 0.17)) == pytest.approx(expected, rel=1e-12)
+    assert float(P.collision_penalty_sum(_three_atoms(0.3, 0.2), PAIRS, 0.17)) == 0.0
+
+
+def test_summed_hinge_is_174_times_the_mean_reading_on_alanine():
+    from boltzflow.systems import alanine_cartesian as ac
+
+    pairs = ac.nonbonded_pairs()
+    assert len(pairs) == 174
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(ac.reference_structure()[None] + 0.05 * rng.normal(size=(64, 22, 3))).requires_grad_(True)
+    mean, total = P.collision_penalty(x, pairs, 0.3), P.collision_penalty_sum(x, pairs, 0.3)
+    assert mean.shape == total.shape == (64,) and bool((mean > 0).all())
+    torch.testing.assert_close(total, 174 * mean, rtol=1e-14, atol=0.0)
+    (g_mean,) = torch.autograd.grad(mean.sum(), x)
+    (g_sum,) = torch.autograd.grad(total.sum(), x)
+    torch.testing.assert_close(g_sum, 174 * g_mean, rtol=1e-13, atol=1e-15)
+
+
+def test_penalty_sum_model_adds_174_times_the_mean_models_penalty():
+    from boltzflow.experiments.alanine_cartesian import CartesianScale
+    from boltzflow.experiments.cartesian_training import make_loss
+    from boltzflow.systems import alanine_cartesian as ac
+
+    torch.manual_seed(0)
+    flow = realnvp(RealNVPConfig(dim=66, n_layers=2, hidden=[8]), torch.zeros(66), torch.full((66,), 0.05))
+    batch = 0.05 * torch.randn(32, 66, generator=torch.Generator().manual_seed(1))
+    pairs, sc = ac.nonbonded_pairs(), CartesianScale()
+    extra = {}
+    for name in ("penalty", "penalty_sum"):
+        torch.manual_seed(7)  # the same generated batch for both readings
+        extra[name] = make_loss(name, pairs, sc, steps_per_epoch=1)(flow, batch) - nll(flow, batch)
+    assert float(extra["penalty"].detach()) > 0
+    torch.testing.assert_close(extra["penalty_sum"], 174 * extra["penalty"], rtol=1e-12, atol=0.0)

@@ -49,8 +49,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="alanine-cartesian only: train for this many epochs instead of the scale's (the paper: 200); "
                         "the table and results.json state the number")
     p.add_argument("--models", default=None,
-                   help="alanine-cartesian only: comma-separated subset of nll,penalty,anneal,smooth to train and "
-                        "score (default: all; nll_reject comes with nll)")
+                   help="alanine-cartesian only: comma-separated subset of nll,penalty,anneal,smooth,penalty_sum to "
+                        "train and score (default: all; nll_reject comes with nll)")
+    p.add_argument("--device", default=None,
+                   help="alanine-cartesian only: cpu (default), cuda or cuda:N; training, sampling and AMBER energies "
+                        "run there, checkpoints stay loadable on the CPU")
+    p.add_argument("--deadline-minutes", type=float, default=None,
+                   help="alanine-cartesian only: start no training epoch later than this many minutes after the "
+                        "start; each model is scored at its last completed epoch and the table says which (0: train "
+                        "nothing new, score the checkpoints)")
+    p.add_argument("--train-only", action="store_true",
+                   help="alanine-cartesian only: train and checkpoint the --models, score nothing (run models as "
+                        "parallel processes into one --out, then once more without --train-only to score)")
     p.add_argument("--alpha-l-seed-runs", type=int, default=None,
                    help="alanine-bg only: short MD runs from the training frames in alphaL whose frames join the "
                         "training data (default: the scale's, 40 for --full; 0 turns the seeding off)")
@@ -66,9 +76,21 @@ def run(args: argparse.Namespace) -> int:
     extra = {"only_case": args.case} if args.case else {}
     if args.case and args.experiment != "two-particle":
         raise BoltzflowError("--case is only available for two-particle")
-    for name in ("epochs", "models"):
+    for name in ("epochs", "models", "device", "deadline_minutes"):
         if getattr(args, name) is not None and args.experiment != "alanine-cartesian":
-            raise BoltzflowError(f"--{name} is only available for alanine-cartesian")
+            raise BoltzflowError(f"--{name.replace('_', '-')} is only available for alanine-cartesian")
+    if args.train_only and args.experiment != "alanine-cartesian":
+        raise BoltzflowError("--train-only is only available for alanine-cartesian")
+    if args.deadline_minutes is not None:
+        if not args.deadline_minutes >= 0:
+            raise BoltzflowError(f"--deadline-minutes must be >= 0, got {args.deadline_minutes}")
+        extra["deadline_minutes"] = args.deadline_minutes
+    if args.device is not None:
+        from boltzflow.experiments.cartesian_training import resolve_device
+
+        extra["device"] = resolve_device(args.device)
+    if args.train_only:
+        extra["train_only"] = True
     if args.alpha_l_seed_runs is not None:
         if args.experiment != "alanine-bg":
             raise BoltzflowError("--alpha-l-seed-runs is only available for alanine-bg")
@@ -82,8 +104,14 @@ def run(args: argparse.Namespace) -> int:
     if args.models is not None:
         extra["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
         if not extra["models"]:
-            raise BoltzflowError("--models needs at least one of nll,penalty,anneal,smooth")
-    module.run(args.out, args.scale, seed=args.seed, progress=not args.no_progress, force=args.force,
-               command=["boltzflow", *sys.argv[1:]], **extra)
-    print(f"trained case {args.case} in {args.out}" if args.case else f"wrote {args.out}/results.json")
+            raise BoltzflowError("--models needs at least one of nll,penalty,anneal,smooth,penalty_sum")
+    got = module.run(args.out, args.scale, seed=args.seed, progress=not args.no_progress, force=args.force,
+                     command=["boltzflow", *sys.argv[1:]], **extra)
+    if args.case:
+        print(f"trained case {args.case} in {args.out}")
+    elif args.train_only:
+        reached = [f"{m}: {0 if i is None else i['epochs_trained']}" for m, i in got["trained"].items()]
+        print(f"epochs trained ({', '.join(reached)}) in {args.out}/checkpoints")
+    else:
+        print(f"wrote {args.out}/results.json")
     return 0

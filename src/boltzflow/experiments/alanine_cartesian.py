@@ -1,16 +1,21 @@
 """Paper 001 §6.3: alanine dipeptide in 66 Cartesian coordinates, Table 2 and Figure 4, plus remedies.
 
-Trained models (same RealNVP and optimiser): ``nll`` (NLL only), ``penalty`` (eq. (17), λ = 5, ε = 0.17 nm),
-``anneal`` (eq. (17) with λ falling linearly to 0 halfway through training) and ``smooth`` (softplus hinge of
-width 0.01 nm, small λ). ``nll_reject`` post-processes the NLL model: samples with r_min below a threshold the
-data never reach are dropped and new ones drawn. Every row is scored on the same number of configurations; the
-``data`` row uses that many random MD frames.
+Trained models (same RealNVP and optimiser): ``nll`` (NLL only), ``penalty`` (eq. (17), λ = 5, ε = 0.17 nm, the
+hinge averaged over the 174 pairs), ``penalty_sum`` (the same hinge summed over the pairs: the other reading of
+eq. (17)), ``anneal`` (eq. (17) with λ falling linearly to 0 halfway through training) and ``smooth`` (softplus
+hinge of width 0.01 nm, small λ). ``nll_reject`` post-processes the NLL model: samples with r_min below a
+threshold the data never reach are dropped and new ones drawn. Every row is scored on the same number of
+configurations; the ``data`` row uses that many random MD frames.
+
+Training, sampling and AMBER energies run on ``device`` (cpu, cuda, cuda:N); W2 runs on the CPU. With a
+deadline, training stops at the first epoch boundary after it and the table says how many epochs each model
+reached; ``train_only`` trains and writes checkpoints without scoring, so the models of one run can be trained
+as parallel processes and scored afterwards by one more call (``deadline_minutes=0`` scores what they reached).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,19 +26,17 @@ import numpy as np
 import torch
 
 from boltzflow.errors import BoltzflowError
+from boltzflow.experiments import cartesian_training as T
 from boltzflow.experiments.cartesian_report import score, table2_markdown
 from boltzflow.experiments.common import prepare_out_dir, provenance
 from boltzflow.flows.realnvp import RealNVPConfig, n_parameters
-from boltzflow.flows.spec import build_flow, realnvp_spec
 from boltzflow.io import atomic_path, save_json, save_npz, save_text
 from boltzflow.systems import alanine_cartesian as ac
-from boltzflow.training import penalties as P
-from boltzflow.training.checkpoint import read_checkpoint
 from boltzflow.training.config import TrainConfig
-from boltzflow.training.loop import fit
-from boltzflow.training.losses import nll
 
-TRAINED = ("nll", "penalty", "anneal", "smooth")
+TRAINED = T.TRAINED
+
+
 @dataclass
 class CartesianScale:
     """Sizes of one run (``full`` = the paper's architecture and epochs, ``quick`` = a demo)."""
@@ -81,6 +84,9 @@ def run(
     sizes: CartesianScale | None = None,
     models: tuple[str, ...] | None = None,
     epochs: int | None = None,
+    device: str | torch.device | None = None,
+    deadline_minutes: float | None = None,
+    train_only: bool = False,
 ) -> dict[str, Any]:
     """Train the models, score them and the data, write results.json, table2.md, figures and samples.
 
@@ -96,8 +102,18 @@ def run(
         models: subset of :data:`TRAINED` to train and score (default: all;
             ``nll_reject`` comes with ``nll``).
         epochs: training epochs instead of the scale's (recorded in results.json and table2.md).
+        device: "cpu" (default), "cuda" or "cuda:N": where training, sampling and energies run.
+        deadline_minutes: no training epoch starts later than this many minutes after the call (0: train
+            nothing new, score what the checkpoints hold); models are scored at their last completed epoch.
+        train_only: train (and checkpoint) the models, write nothing else; returns ``{"trained": {model: info}}``.
     """
     started = time.time()
+    deadline = None
+    if deadline_minutes is not None:
+        if not deadline_minutes >= 0:
+            raise BoltzflowError(f"--deadline-minutes must be >= 0, got {deadline_minutes}")
+        deadline = time.monotonic() + 60.0 * deadline_minutes
+    dev = T.resolve_device(device)
     torch_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
     try:
@@ -106,47 +122,67 @@ def run(
         if epochs is not None:
             sc = dataclasses.replace(sc, train=dataclasses.replace(sc.train, epochs=int(epochs)))
         label = scale_name if sizes is None else "custom"
-        return _run(out, label, sc, seed, progress, force, command, dataset, started)
+        runtime = {"device": str(dev), "device_name": T.device_name(dev), "deadline_minutes": deadline_minutes}
+        if train_only:
+            return _train_only(out, sc, seed, progress, force, dataset, dev, deadline)
+        return _run(out, label, sc, seed, progress, force, command, dataset, started, dev, deadline, runtime)
     finally:
         torch.set_default_dtype(torch_dtype)
 
 
-def _run(out, scale_name, sc, seed, progress, force, command, dataset, started) -> dict[str, Any]:
+def _check_models(sc: CartesianScale) -> None:
     unknown = set(sc.models) - set(TRAINED)
     if unknown:
         raise BoltzflowError(f"unknown models {sorted(unknown)}; choose from {TRAINED}")
+
+
+def _prepare(dataset, sc: CartesianScale, seed: int):
+    """Frames, aligned frames, flattened frames, standardiser and source of the run."""
     frames, source = _load_frames(dataset, sc.n_frames, seed)
-    out = prepare_out_dir(out, force)
-    pairs = ac.nonbonded_pairs()
     aligned = ac.align_to_mean(frames)
     x = aligned.xyz.reshape(len(frames), -1)
-    st = ac.fit_standardizer(x)
+    return frames, aligned, x, ac.fit_standardizer(x), source
+
+
+def _train_only(out, sc, seed, progress, force, dataset, dev, deadline) -> dict[str, Any]:
+    _check_models(sc)
+    _, _, x, st, _ = _prepare(dataset, sc, seed)
+    out = prepare_out_dir(out, force)
+    pairs = ac.nonbonded_pairs()
+    trained = {}
+    for name in sc.models:
+        got = T.train_model(out, name, x, st, pairs, sc, seed + TRAINED.index(name), progress, dev, deadline)
+        trained[name] = None if got is None else got[1]
+    return {"trained": trained}
+
+
+def _run(out, scale_name, sc, seed, progress, force, command, dataset, started, dev, deadline, runtime):
+    _check_models(sc)
+    frames, aligned, x, st, source = _prepare(dataset, sc, seed)
+    out = prepare_out_dir(out, force)
+    pairs = ac.nonbonded_pairs()
     pca = ac.fit_pca(ac.standardize(x, st), 2)
     ref_proj = ac.pca_project(ac.standardize(x, st), pca)
-    energy = _amber()
     rng = np.random.default_rng(seed)
     data_idx = rng.choice(len(x), size=min(sc.n_gen, len(x)), replace=False)
-    ctx = {
-        "pairs": pairs,
-        "st": st,
-        "pca": pca,
-        "ref_proj": ref_proj,
-        "energy": energy,
-        "sc": sc,
-        "seed": seed,
-    }
+    ctx = {"pairs": pairs, "st": st, "pca": pca, "ref_proj": ref_proj, "energy": _amber(), "sc": sc, "seed": seed,
+           "device": dev}
     data_row = score("data", aligned.xyz[data_idx], ctx, data_max=None)
     data_row.update(pca_w2=0.0, pca_w2_sd=0.0, n_params=None)
     data_max = data_row["energy_max"]
-    rows, samples = [data_row], {"data": aligned.xyz[data_idx]}
+    rows, samples, not_trained = [data_row], {"data": aligned.xyz[data_idx]}, []
     for name in sc.models:
         k = TRAINED.index(name)  # a model's seed does not depend on which others run
-        flow, fit_info = _train(out, name, x, st, pairs, sc, seed + k, progress)
-        xyz = _sample(flow, sc.n_gen, seed + 100 + k)
+        got = T.train_model(out, name, x, st, pairs, sc, seed + k, progress, dev, deadline)
+        if got is None:
+            not_trained.append(name)
+            continue
+        flow, fit_info = got
+        xyz = T.sample(flow, sc.n_gen, seed + 100 + k)
         samples[name] = xyz
         rows.append({**score(name, xyz, ctx, data_max), "n_params": n_parameters(flow), **fit_info})
         if name == "nll":
-            xyz_r, acc = _sample_rejected(flow, sc.n_gen, pairs, sc.reject_r_min_nm, seed + 200, xyz)
+            xyz_r, acc = T.sample_rejected(flow, sc.n_gen, pairs, sc.reject_r_min_nm, seed + 200, xyz)
             samples["nll_reject"] = xyz_r
             data_below = float((data_row["r_min_values"] < sc.reject_r_min_nm).mean())
             rows.append(
@@ -156,17 +192,17 @@ def _run(out, scale_name, sc, seed, progress, force, command, dataset, started) 
                     "acceptance": acc,
                     "reject_r_min_nm": sc.reject_r_min_nm,
                     "data_frac_below": data_below,
+                    **{k: fit_info[k] for k in ("epochs_trained", "stopped_at_deadline")},
                 }
             )
-    for name, xyz in samples.items():
-        if name != "data":
-            _save_samples(out, name, xyz)
+    xtc = [_save_samples(out, name, xyz) for name, xyz in samples.items() if name != "data"]
     _figures(out, rows, sc)
     for row in rows:
         row.pop("r_min_values"), row.pop("pca_proj")
         row.update({k: None for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)})
     results = {
         "models": rows,
+        "not_trained": not_trained,
         "data": {
             "source": source,
             "n_frames": len(frames),
@@ -176,7 +212,8 @@ def _run(out, scale_name, sc, seed, progress, force, command, dataset, started) 
             "pca_explained_variance": pca.explained_variance,
             "pca_space": "standardised coordinates",
         },
-        "config": {"scale": scale_name, "seed": seed, **dataclasses.asdict(sc)},
+        "config": {"scale": scale_name, "seed": seed, **dataclasses.asdict(sc), **runtime},
+        "samples_xtc": all(xtc),
         "provenance": provenance(command, started),
     }
     save_text(out / "table2.md", table2_markdown(results))
@@ -213,93 +250,22 @@ def _amber():
     return AmberEnergy.from_system(alanine_dipeptide(constraints="none").system).double()
 
 
-def _loss(name: str, pairs: np.ndarray, sc: CartesianScale, steps_per_epoch: int):
-    schedules = {
-        "penalty": P.constant(sc.lam),
-        "anneal": P.linear_anneal(sc.lam, max(1, round(sc.anneal_zero_fraction * sc.train.epochs))),
-        "smooth": P.constant(sc.smooth_lam),
-    }
-    penalty = (
-        functools.partial(P.softplus_penalty, width=sc.smooth_width_nm)
-        if name == "smooth"
-        else P.collision_penalty
-    )
-    return P.PenalisedNLL(pairs, schedules[name], sc.eps_nm, penalty, ac.to_xyz, steps_per_epoch)
-
-
-def _train(
-    out: Path,
-    name: str,
-    x: np.ndarray,
-    st: ac.Standardizer,
-    pairs: np.ndarray,
-    sc: CartesianScale,
-    seed: int,
-    progress: bool,
-):
-    spec = realnvp_spec(sc.flow, st.loc, st.scale)
-    torch.manual_seed(seed)
-    flow = build_flow(spec)
-    cfg = dataclasses.replace(sc.train, seed=seed)
-    path = out / "checkpoints" / f"{name}.pt"
-    n_train = len(x) - int(round(cfg.val_fraction * len(x)))
-    loss = nll if name == "nll" else _loss(name, pairs, sc, math.ceil(n_train / cfg.batch_size))
-    if name != "nll" and path.exists():
-        loss.start_at(int(read_checkpoint(path)["epoch"]))
-    extra = {"flow_spec": spec, "system": {"name": "alanine-dipeptide-cartesian", "model": name}}
-    result = fit(
-        flow,
-        loss,
-        torch.as_tensor(x, dtype=torch.float32),
-        cfg,
-        path,
-        extra=extra,
-        progress=progress,
-        desc=f"train {name}",
-    )
-    return flow.eval(), {
-        "best_epoch": result.best_epoch,
-        "best_val_loss": result.best_val,
-        "skipped_steps": result.skipped_steps,
-        "train_seconds": result.train_seconds,
-        "final_train_loss": result.history[-1]["train_loss"] if result.history else None,
-    }
-
-
-@torch.no_grad()
-def _sample(flow, n: int, seed: int, chunk: int = 2000) -> np.ndarray:
-    gen = torch.Generator().manual_seed(seed)
-    parts = [flow.sample(min(chunk, n - i), gen).x.double() for i in range(0, n, chunk)]
-    return ac.to_xyz(torch.cat(parts)).numpy()
-
-
-def _sample_rejected(
-    flow, n: int, pairs: np.ndarray, r_min: float, seed: int, first: np.ndarray, max_rounds: int = 50
-) -> tuple[np.ndarray, float]:
-    kept, drawn, batch = [], 0, first
-    for k in range(max_rounds):
-        rej = P.reject_collisions(torch.as_tensor(batch), pairs, r_min)
-        kept.append(rej.x.numpy())
-        drawn += len(batch)
-        if sum(len(v) for v in kept) >= n:
-            break
-        batch = _sample(flow, n, seed + k)
-    got = np.concatenate(kept)[:n]
-    return got, float(sum(len(v) for v in kept)) / drawn
-
-
-def _save_samples(out: Path, name: str, xyz: np.ndarray) -> None:
-    import mdtraj
-
+def _save_samples(out: Path, name: str, xyz: np.ndarray) -> bool:
+    """Write samples/<name>.npz and, where mdtraj is installed, samples/<name>.xtc; True if the xtc was written."""
     from boltzflow.energies.openmm_system import alanine_dipeptide_pdb
 
     xyz32 = xyz.astype(np.float32)
     save_npz(out / "samples" / f"{name}.npz", xyz=xyz32)
+    try:
+        import mdtraj
+    except ImportError:  # e.g. on a GPU machine that carries only what training needs
+        return False
     top = mdtraj.load_topology(str(alanine_dipeptide_pdb()))
     with atomic_path(out / "samples" / f"{name}.xtc") as tmp:
         mdtraj.Trajectory(xyz32[np.isfinite(xyz32).all(axis=(1, 2))], top).save_xtc(
             str(tmp), force_overwrite=True
         )
+    return True
 
 
 def _figures(out: Path, rows: list[dict[str, Any]], sc: CartesianScale) -> None:

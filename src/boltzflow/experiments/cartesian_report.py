@@ -14,19 +14,22 @@ from boltzflow.systems import alanine_cartesian as ac
 from boltzflow.systems.alanine import BASINS, basin_populations, phi_psi
 from boltzflow.training import penalties as P
 
-# Paper 001 Table 2: min r [nm], max U [kJ/mol], mean U [kJ/mol], PCA W2.
+# Paper 001 Table 2: min r [nm], max U [kJ/mol], mean U [kJ/mol], PCA W2. The paper has one penalty row; it is
+# shown beside both readings of eq. (17) (hinge averaged over the pairs, and summed).
 PAPER_TABLE2 = {
     "data": (0.161, -9.9, -12.1, 0.0),
     "nll": (0.040, 1.4e8, 30_600, 0.50),
     "penalty": (0.154, -6.6, -12.2, 0.76),
+    "penalty_sum": (0.154, -6.6, -12.2, 0.76),
 }
 
 
 def score(name: str, xyz: np.ndarray, ctx: dict[str, Any], data_max: float | None) -> dict[str, Any]:
     """Statistics of one set of configurations (n, 22, 3) nm: r_min, paper LJ, AMBER energies, PCA W2, basins.
 
-    ``ctx`` holds the pair set, standardiser, PCA, reference projection, AMBER energy, scale and seed of the run;
-    ``data_max`` is the data's largest AMBER energy (None for the data row itself, which gets only the W2 floor).
+    ``ctx`` holds the pair set, standardiser, PCA, reference projection, AMBER energy, scale, seed and (optional)
+    torch device of the run (the AMBER energies are evaluated there); ``data_max`` is the data's largest AMBER
+    energy (None for the data row itself, which gets only the W2 floor).
     The returned row keeps ``r_min_values`` and ``pca_proj`` (arrays for the figures; dropped before JSON).
     """
     sc, pairs = ctx["sc"], ctx["pairs"]
@@ -34,7 +37,7 @@ def score(name: str, xyz: np.ndarray, ctx: dict[str, Any], data_max: float | Non
     xt = torch.as_tensor(xyz[finite], dtype=torch.float64)
     r_min = ac.min_distance(xt, pairs).numpy()
     lj = ac.paper_lj_energy(xt, pairs).numpy()
-    u = energies_kj(ctx["energy"], xt)
+    u = energies_kj(ctx["energy"], xt, device=ctx.get("device"))
     u = np.where(np.isnan(u), np.inf, u)  # an overflowing collision counts as infinitely high
     u_ok = u[np.isfinite(u)]
     proj = ac.pca_project(ac.standardize(xyz[finite].reshape(len(xt), -1), ctx["st"]), ctx["pca"])
@@ -54,6 +57,7 @@ def score(name: str, xyz: np.ndarray, ctx: dict[str, Any], data_max: float | Non
         "energy_max": float(u_ok.max()) if u_ok.size else None,
         "energy_n_nonfinite": int((~np.isfinite(u)).sum()),
         "penalty_eq17": float(P.collision_penalty(xt, pairs, sc.eps_nm).mean()),
+        "penalty_eq17_sum": float(P.collision_penalty_sum(xt, pairs, sc.eps_nm).mean()),
         "basins": basin_populations(phi_psi(xt).numpy()),
         "r_min_values": r_min,
         "pca_proj": proj,
@@ -87,9 +91,14 @@ def score(name: str, xyz: np.ndarray, ctx: dict[str, Any], data_max: float | Non
 
 
 @torch.no_grad()
-def energies_kj(energy, xt: torch.Tensor, chunk: int = 1000) -> np.ndarray:
-    """AMBER energies in kJ/mol, (n, 22, 3) nm -> (n,); non-finite where a collision overflows."""
-    return torch.cat([energy.energy_kj(c) for c in xt.split(chunk)]).numpy() if len(xt) else np.empty(0)
+def energies_kj(energy, xt: torch.Tensor, chunk: int | None = None, device: torch.device | None = None) -> np.ndarray:
+    """AMBER energies in kJ/mol, (n, 22, 3) nm -> (n,), evaluated on ``device`` (default: where ``xt`` is) in
+    chunks (default 1,000 frames on the CPU, 10,000 on a GPU); non-finite where a collision overflows."""
+    device = xt.device if device is None else torch.device(device)
+    chunk = chunk or (1000 if device.type == "cpu" else 10_000)
+    if not len(xt):
+        return np.empty(0)
+    return torch.cat([energy.energy_kj(c.to(device)).cpu() for c in xt.split(chunk)]).numpy()
 
 
 def _paper_value(p: tuple[float, ...] | None, i: int) -> str:
@@ -99,9 +108,9 @@ def _paper_value(p: tuple[float, ...] | None, i: int) -> str:
 def table2_markdown(results: dict[str, Any]) -> str:
     """Our Table 2 beside the paper's (paper values in parentheses), plus the remedies' rows."""
     head = (
-        "| model | min r [nm] (paper) | max U_LJ [kJ/mol] (paper) | mean U_LJ [kJ/mol] (paper) | PCA W2 ± sd "
+        "| model | epochs | min r [nm] (paper) | max U_LJ [kJ/mol] (paper) | mean U_LJ [kJ/mol] (paper) | PCA W2 ± sd "
         "[floor] (paper) | AMBER E mean / median [kJ/mol] | frac E > data max | r_min < 0.17 nm | "
-        "C7eq/β, αR, αL, other |\n|" + "---|" * 9 + "\n"
+        "C7eq/β, αR, αL, other |\n|" + "---|" * 10 + "\n"
     )
     lines = []
     for row in results["models"]:
@@ -109,8 +118,10 @@ def table2_markdown(results: dict[str, Any]) -> str:
         par = functools.partial(_paper_value, p)
         w2 = f"{fmt(row['pca_w2'])} ± {fmt(row['pca_w2_sd'])} [{fmt(row['pca_w2_floor'])}]"
         pops = ", ".join(f"{row['basins'][b]:.3f}" for b in BASINS)
+        epochs = row.get("epochs_trained")
         lines.append(
-            f"| {row['model']} | {fmt(row['min_r'])}{par(0)} | {fmt(row['lj_max'])}{par(1)} "
+            f"| {row['model']} | {'–' if epochs is None else epochs} | {fmt(row['min_r'])}{par(0)} "
+            f"| {fmt(row['lj_max'])}{par(1)} "
             f"| {fmt(row['lj_mean'])}{par(2)} | {w2}{par(3)} | {fmt(row['energy_mean'])} / "
             f"{fmt(row['energy_median'])} | {fmt(row['energy_frac_above_data_max'])} "
             f"| {fmt(row['frac_r_min_below_eps'])} | {pops} |"
@@ -122,6 +133,7 @@ def table2_markdown(results: dict[str, Any]) -> str:
         if cfg["scale"] == "full" and epochs != 200
         else ""
     )
+    reduced += _deadline_note(results)
     foot = (
         f"\nEach row is scored on {cfg['n_gen']} configurations (data: random MD frames). "
         "U_LJ is the paper's observable (σ = 0.17 nm, ε = 1 kJ/mol over the 174 non-bonded pairs); "
@@ -129,12 +141,16 @@ def table2_markdown(results: dict[str, Any]) -> str:
         "PCA on standardised aligned coordinates, fitted on the data; "
         f"W2 is the mean over {cfg['w2_draws']} subsample draws of {cfg['w2_n']} points, "
         "the floor in brackets is W2 between disjoint data subsamples. "
-        f"Models: nll = NLL only; penalty = eq. (17) λ = {cfg['lam']}, ε = {cfg['eps_nm']} nm; "
+        f"Models: nll = NLL only; penalty = eq. (17) λ = {cfg['lam']}, ε = {cfg['eps_nm']} nm, hinge averaged "
+        "over the pairs; penalty_sum = the same with the hinge summed over the pairs (the other reading of "
+        "eq. (17); the paper's one penalty row is shown beside both); "
         f"anneal = eq. (17) with λ linearly to 0 at {cfg['anneal_zero_fraction']:.0%} of training; "
         f"smooth = softplus hinge (width {cfg['smooth_width_nm']} nm) with λ = {cfg['smooth_lam']}; "
         f"nll_reject = NLL samples with r_min < {cfg['reject_r_min_nm']} nm "
         "dropped and redrawn.\n"
     )
+    if cfg.get("device"):
+        foot += f"Trained, sampled and AMBER-scored on {cfg['device']} ({cfg.get('device_name')}).\n"
     return (
         f"# Alanine dipeptide, 66 Cartesian coordinates (paper 001 Table 2), scale {cfg['scale']}\n\n"
         + head
@@ -143,3 +159,24 @@ def table2_markdown(results: dict[str, Any]) -> str:
         + reduced
         + foot
     )
+
+
+def _deadline_note(results: dict[str, Any]) -> str:
+    """A bold line naming the models that the deadline stopped early, and those never trained."""
+    planned = results["config"]["train"]["epochs"]
+    stopped = [
+        f"{r['model']} after {r['epochs_trained']}"
+        for r in results["models"]
+        if r.get("stopped_at_deadline") and r["model"] != "nll_reject"
+    ]
+    note = ""
+    if stopped:
+        note += (
+            f"\n**Stopped by the wall-clock deadline** before the planned {planned} epochs: "
+            + ", ".join(stopped)
+            + " epochs (each scored with its best checkpoint so far; the cosine learning-rate schedule was "
+            f"laid out for {planned} epochs and had not finished).\n"
+        )
+    if results.get("not_trained"):
+        note += f"\n**Not trained** (no epoch finished before the deadline): {', '.join(results['not_trained'])}.\n"
+    return note
