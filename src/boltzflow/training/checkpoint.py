@@ -206,6 +206,10 @@ def _is_pickle(path: Path) -> bool:
     """True for a raw pickle or a ``torch.save`` zip archive (one holding a ``data.pkl``); nothing is unpickled."""
     with open(path, "rb") as f:
         head = f.read(4)
+        f.seek(0)
+        first = f.read(9)
+    if _looks_like_safetensors(path, first):
+        return False
     if head.startswith(b"\x80"):
         return True
     if head != b"PK\x03\x04":
@@ -215,6 +219,15 @@ def _is_pickle(path: Path) -> bool:
             return any(name.endswith("data.pkl") for name in z.namelist())
     except zipfile.BadZipFile:
         return False
+
+
+def _looks_like_safetensors(path: Path, first: bytes) -> bool:
+    """True when ``first`` (the file's first 9 bytes) is a safetensors header: a little-endian u64 length that
+    fits in the file, then ``{``. Checked before the pickle magic because a header length whose low byte is
+    0x80 starts with the pickle protocol byte."""
+    if len(first) < 9 or first[8:9] != b"{":
+        return False
+    return 8 + int.from_bytes(first[:8], "little") <= path.stat().st_size
 
 
 def _flatten_optimizer(state_dict: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
