@@ -9,8 +9,9 @@ Definition, reproducing FAB's ``GMM(dim=2, n_mixes=40, loc_scaling=40, log_var_s
 * equal weights 1/40; u(x) = −log p(x) is normalised, so log Z = 0 exactly.
 
 Some means are close (the nearest pair is 1.18 apart, less than one standard deviation), so the visible modes are
-fewer than 40 and the nearest-mean cells do not each hold 1/40; :meth:`GaussianMixtureSystem.mode_reference`
-gives their exact probabilities (:func:`boltzflow.eval.modes.gaussian_voronoi_weights`).
+fewer than 40 and the nearest-mean cells do not each hold 1/40 (they hold 0.02433–0.02558);
+:meth:`GaussianMixtureSystem.mode_reference` gives their exact probabilities
+(:func:`boltzflow.eval.modes.gaussian_voronoi_weights`).
 """
 
 from __future__ import annotations

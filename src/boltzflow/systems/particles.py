@@ -166,7 +166,9 @@ class ParticleSystem(System):
         return {"mcmc": Reference("mcmc", "samples", text, self.reference_samples)}
 
     def summary(self) -> dict[str, Any]:
-        return {**super().summary(), "n_particles": self.n_particles, "com_free_dim": self.com_free_dim}
+        prov = self.provenance()
+        extra = {} if prov is None else {"mcmc_provenance": {k: v for k, v in prov.items() if k != "per_seed"}}
+        return {**super().summary(), "n_particles": self.n_particles, "com_free_dim": self.com_free_dim, **extra}
 
 
 @register("dw4", summary="4 particles in 2-D, pairwise double well (Köhler et al. 2020), reduced units")

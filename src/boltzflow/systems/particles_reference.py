@@ -72,7 +72,7 @@ class McmcSettings:
 
 DEFAULTS = {
     "dw4": McmcSettings(n_chains=1000, burn_in=40_000, n_per_chain=10, thin=4_000, init_spacing=3.0),
-    "lj13": McmcSettings(n_chains=1000, burn_in=20_000, n_per_chain=10, thin=2_000, init_spacing=1.1),
+    "lj13": McmcSettings(n_chains=500, burn_in=20_000, n_per_chain=20, thin=2_000, init_spacing=1.1),
 }
 
 
@@ -177,8 +177,8 @@ def diagnostics(run: dict[str, Any], s: McmcSettings) -> dict[str, Any]:
 
 
 def make_reference(name: str, out: Path, seeds: tuple[int, ...] = (0, 1), progress: bool = True,
-                   settings: McmcSettings | None = None) -> dict[str, Any]:
-    """Run every seed (resuming finished ones from ``out``), write ``{name}-mcmc.npz`` and ``.json``."""
+                   settings: McmcSettings | None = None, command: str = "") -> dict[str, Any]:
+    """Run every seed (resuming from ``out``), write ``{name}-mcmc.npz`` and ``.json`` (``command`` goes in it)."""
     from boltzflow.eval.particles import particle_w2
     from boltzflow.io import load_npz, save_json, save_npz
     from boltzflow.systems.registry import get_system
@@ -206,7 +206,7 @@ def make_reference(name: str, out: Path, seeds: tuple[int, ...] = (0, 1), progre
     # "model" = seed 0 vs seed 1, "floor" = two disjoint random halves of seed 0 (same size)
     floors = particle_w2(runs[0]["x"], runs[-1]["x"], energy, n=half, draws=5) if len(runs) > 1 else None
     prov = {
-        "system": name, "command": "python -m boltzflow.systems.particles_reference " + shlex.join(sys.argv[1:]),
+        "system": name, "command": command,
         "method": "batched random-walk Metropolis, centre of mass removed", "settings": asdict(s),
         "seeds": list(seeds), "n_samples": int(len(x)), "dtype": "float32",
         "acceptance": float(np.mean([g["acceptance"] for g in diag])),
@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {f: getattr(args, f) for f in ("n_chains", "burn_in", "n_per_chain", "thin", "record_every")}
     s = McmcSettings(**{**asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
     seeds = tuple(int(v) for v in args.seeds.split(","))
-    prov = make_reference(args.system, args.out, seeds, not args.no_progress, s)
+    command = "python -m boltzflow.systems.particles_reference " + shlex.join(sys.argv[1:] if argv is None else argv)
+    prov = make_reference(args.system, args.out, seeds, not args.no_progress, s, command)
     print(json.dumps({k: prov[k] for k in ("n_samples", "acceptance", "tau_int_energy", "wall_seconds")}))
     return 0
 
