@@ -230,7 +230,7 @@ def test_pair_distances_match_a_loop_and_have_zero_gradient_at_contact():
 
 
 def test_integrated_autocorrelation_time_of_an_ar1_process():
-    from boltzflow.systems.particles_reference import autocorrelation, integrated_time
+    from boltzflow.systems.particles_reference import autocorrelation, integrated_time, thinned_time
 
     rng = np.random.default_rng(0)
     phi, n_steps, n_chains = 0.8, 4000, 100
@@ -241,6 +241,8 @@ def test_integrated_autocorrelation_time_of_an_ar1_process():
     rho = autocorrelation(x)
     assert rho[0] == pytest.approx(1.0) and rho[1] == pytest.approx(phi, abs=0.01)
     assert integrated_time(rho) == pytest.approx((1 + phi) / (1 - phi), rel=0.05)
+    exact = phi ** np.arange(n_steps)
+    assert thinned_time(exact, 3) == pytest.approx(1 + 2 * phi**3 / (1 - phi**3), rel=1e-9)
 
 
 def test_com_projected_metropolis_samples_a_harmonic_cluster_exactly(tmp_path):

@@ -16,8 +16,8 @@ Diagnostics written to the provenance JSON:
 
 * acceptance rate and step size;
 * integrated autocorrelation times (steps) of u and of the mean pair distance, from the chain-averaged
-  autocovariance (FFT, Sokal's window c = 5), the autocorrelation at the thinning lag, and the effective sample
-  size n_chains · production steps / τ_int(u);
+  autocovariance (FFT, Sokal's window c = 5), the autocorrelation at the thinning lag, and the effective size of
+  the kept sample, N / (1 + 2 Σ_k ρ(k · thin)) (positive terms only);
 * the mean energy per seed and of the first and second half of production (with standard errors);
 * noise floors: distance and energy W2 between the two seeds, and between two random disjoint halves.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import sys
 import time
@@ -103,6 +104,16 @@ def integrated_time(rho: np.ndarray, c: float = 5.0) -> float:
     return float(taus[m])
 
 
+def thinned_time(rho: np.ndarray, lag: int) -> float:
+    """1 + 2 Σ_{k>=1} ρ(k·lag), summed while ρ stays positive: the inefficiency of a chain thinned by ``lag``."""
+    total = 1.0
+    for r in rho[lag::lag]:
+        if r <= 0:
+            break
+        total += 2 * float(r)
+    return total
+
+
 def _fresh_run(system: ParticleSystem, s: McmcSettings, seed: int) -> dict[str, Any]:
     """The starting checkpoint of one seed: random lattice starts and the initial log step size."""
     n, d = system.event_shape
@@ -156,7 +167,7 @@ def run_seed(system: ParticleSystem, s: McmcSettings, seed: int, progress: bool,
 
 
 def diagnostics(run: dict[str, Any], s: McmcSettings) -> dict[str, Any]:
-    """Autocorrelation times (steps), ρ at the thinning lag, ESS, and first- vs second-half means."""
+    """Autocorrelation times (steps), ρ at the thinning lag, ESS of the kept samples, first- vs second-half means."""
     out: dict[str, Any] = {"acceptance": run["acceptance"], "step_size": run["step_size"]}
     se = lambda v: float(v.std(ddof=1) / math.sqrt(len(v)))  # noqa: E731  (chains are independent)
     lag = s.thin // s.record_every
@@ -167,44 +178,48 @@ def diagnostics(run: dict[str, Any], s: McmcSettings) -> dict[str, Any]:
         out.update({
             f"tau_int_{name}": integrated_time(rho) * s.record_every,
             f"rho_{name}_at_thin": float(rho[lag]) if lag < len(rho) else None,
+            f"ess_kept_{name}": s.n_chains * s.n_per_chain / thinned_time(rho, lag),
             f"{name}_first_half": float(first.mean()), f"{name}_first_half_se": se(first),
             f"{name}_second_half": float(second.mean()), f"{name}_second_half_se": se(second),
         })
-    out["ess_energy"] = s.n_chains * s.n_per_chain * s.thin / out["tau_int_energy"]
+    out["ess_all_steps_energy"] = s.n_chains * s.n_per_chain * s.thin / out["tau_int_energy"]
     out["mean_energy"] = float(run["u"].mean())
     out["mean_energy_se"] = se(run["u"].reshape(s.n_chains, -1).mean(1))
     return out
+
+
+def _seed_run(system: ParticleSystem, s: McmcSettings, seed: int, out: Path, progress: bool) -> dict[str, Any]:
+    """One seed's finished run from ``out/.NAME-seedS.npz``, or run it (resuming its checkpoint) and save it."""
+    from boltzflow.io import load_npz, save_npz
+
+    part = out / f".{system.name}-seed{seed}.npz"
+    if part.exists():
+        run = load_npz(part)
+        return {**run, **{k: float(run[k]) for k in ("acceptance", "step_size", "wall")}}
+    checkpoint = out / f".{system.name}-seed{seed}.ckpt.pt"
+    run = run_seed(system, s, seed, progress, checkpoint)
+    save_npz(part, **run)
+    checkpoint.unlink(missing_ok=True)
+    return run
 
 
 def make_reference(name: str, out: Path, seeds: tuple[int, ...] = (0, 1), progress: bool = True,
                    settings: McmcSettings | None = None, command: str = "") -> dict[str, Any]:
     """Run every seed (resuming from ``out``), write ``{name}-mcmc.npz`` and ``.json`` (``command`` goes in it)."""
     from boltzflow.eval.particles import particle_w2
-    from boltzflow.io import load_npz, save_json, save_npz
+    from boltzflow.io import save_json, save_npz
     from boltzflow.systems.registry import get_system
 
     system = get_system(name)
     s = settings or DEFAULTS[name]
-    runs, diag, start = [], [], time.time()
-    for seed in seeds:
-        part = out / f".{name}-seed{seed}.npz"
-        if part.exists():
-            run = load_npz(part)
-            run = {**run, "acceptance": float(run["acceptance"]), "step_size": float(run["step_size"]),
-                   "wall": float(run["wall"])}
-        else:
-            checkpoint = out / f".{name}-seed{seed}.ckpt.pt"
-            run = run_seed(system, s, seed, progress, checkpoint)
-            save_npz(part, **run)
-            checkpoint.unlink(missing_ok=True)
-        runs.append(run)
-        diag.append({"seed": seed, "wall_seconds": run["wall"], **diagnostics(run, s)})
+    start = time.time()
+    runs = [_seed_run(system, s, seed, out, progress) for seed in seeds]
+    diag = [{"seed": seed, "wall_seconds": r["wall"], **diagnostics(r, s)} for seed, r in zip(seeds, runs, strict=True)]
     x = np.concatenate([r["x"] for r in runs]).astype(np.float32)
     seed_of = np.concatenate([np.full(len(r["x"]), sd, dtype=np.int16) for r, sd in zip(runs, seeds, strict=True)])
-    energy = system.energy().double()
+    # "model" = seed 0 vs the last seed, "floor" = two disjoint random halves of seed 0 (same size)
     half = len(runs[0]["x"]) // 2
-    # "model" = seed 0 vs seed 1, "floor" = two disjoint random halves of seed 0 (same size)
-    floors = particle_w2(runs[0]["x"], runs[-1]["x"], energy, n=half, draws=5) if len(runs) > 1 else None
+    floors = particle_w2(runs[0]["x"], runs[-1]["x"], system.energy().double(), n=half) if len(runs) > 1 else None
     prov = {
         "system": name, "command": command,
         "method": "batched random-walk Metropolis, centre of mass removed", "settings": asdict(s),
@@ -212,7 +227,8 @@ def make_reference(name: str, out: Path, seeds: tuple[int, ...] = (0, 1), progre
         "acceptance": float(np.mean([g["acceptance"] for g in diag])),
         "tau_int_energy": float(np.mean([g["tau_int_energy"] for g in diag])),
         "per_seed": diag, "noise_floors": floors,
-        "wall_seconds": float(sum(r["wall"] for r in runs)), "session_seconds": time.time() - start,
+        "wall_seconds": float(sum(r["wall"] for r in runs)), "analysis_seconds": time.time() - start,
+        "load_average_1_5_15": list(os.getloadavg()), "cpu_count": os.cpu_count(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
     save_npz(out / f"{name}-mcmc.npz", x=x, seed=seed_of)
