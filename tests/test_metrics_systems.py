@@ -199,3 +199,26 @@ def test_particle_w2_of_distances_and_energies_against_the_gaussian_closed_form(
     assert same["distance_w2"] < 3 * max(same["distance_w2_floor"], 0.01)
     with pytest.raises(ValueError, match="lower n"):
         particle_w2(ref, gen, energy, n=30_000)
+
+
+# --- all metrics of a model system in one call ----------------------------------------------------------------
+
+
+def test_model_system_metrics_on_exact_samples_and_on_a_collapsed_model():
+    from boltzflow.eval.model_systems import model_system_metrics
+
+    system = get_system("gmm40")
+    g = torch.Generator().manual_seed(8)
+    x = system.sample_exact(1000, g)
+    log_w = torch.zeros(1000, dtype=torch.float64)  # q = p: log w = -u - log p = log Z = 0
+    good = model_system_metrics(system, x, log_w, n=500, seed=1)
+    assert good["log_z"]["error"] == pytest.approx(0.0, abs=1e-12)
+    assert good["modes"]["raw"]["n_covered"] >= 38 and good["modes"]["n_modes"] == 40
+    ed = good["energy_distance"]
+    assert ed["energy_distance"] < 3 * ed["energy_distance_floor"]
+    collapsed = x[system.mode_of(x) < 20]
+    bad = model_system_metrics(system, collapsed, n=400, seed=1)
+    assert bad["modes"]["raw"]["n_covered"] == 20 and bad["modes"]["raw"]["tv"] > 0.4
+    assert bad["energy_distance"]["energy_distance"] > 3 * bad["energy_distance"]["energy_distance_floor"]
+    with pytest.raises(ValueError, match="samples must have shape"):
+        model_system_metrics(system, torch.zeros(5, 3))

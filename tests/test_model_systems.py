@@ -286,3 +286,23 @@ def test_mcmc_resumes_bit_identically_and_writes_provenance(tmp_path, monkeypatc
     assert prov["n_samples"] == 64 and len(prov["per_seed"]) == 2
     assert {"distance_w2", "distance_w2_floor", "energy_w2", "energy_w2_floor"} <= set(prov["noise_floors"])
     assert (tmp_path / "dw4-mcmc.npz").exists() and (tmp_path / "dw4-mcmc.json").exists()
+
+
+@pytest.mark.parametrize("name", ["dw4", "lj13"])
+def test_shipped_mcmc_references_are_centred_and_documented(name):
+    from boltzflow.io import load_npz
+    from boltzflow.systems.particles import data_dir
+
+    system = get_system(name)
+    raw = load_npz(data_dir() / f"{name}-mcmc.npz")
+    assert raw["x"].dtype == np.float32 and 10_000 <= len(raw["x"]) <= 20_000
+    x = system.reference("mcmc").load()
+    assert x.dtype == np.float64 and x.shape == (len(raw["x"]), *system.event_shape)
+    assert np.abs(x.mean(1)).max() < 1e-5  # centre of mass removed (float32 storage)
+    prov = system.provenance()
+    assert prov["n_samples"] == len(x) and sorted(set(raw["seed"].tolist())) == prov["seeds"]
+    u = system.energy()(torch.as_tensor(x)).numpy()
+    assert np.isfinite(u).all()
+    assert u.mean() == pytest.approx(np.mean([s["mean_energy"] for s in prov["per_seed"]]), abs=0.05)
+    floors = prov["noise_floors"]
+    assert floors["distance_w2"] < floors["distance_w2_floor"] + 4 * max(floors["distance_w2_sd"], 1e-3)

@@ -8,8 +8,12 @@ Midgley et al. 2023 (SE(3) augmented coupling flows, ``eacf/targets/target_energ
 * Lennard-Jones: u(x) = (ε/τ) Σ_{i<j} [(r_m/d_ij)¹² − 2 (r_m/d_ij)⁶] + (k/2) Σ_i |x_i − x̄|², the harmonic term
   holding the cluster together around its centre of mass x̄ (bgflow's ``oscillator``; it is not divided by τ).
 
-Note: DEM (Akhound-Sadegh et al. 2024) and the equivariant-flow-matching code sum the Lennard-Jones term over
-ordered pairs (each pair twice) by default; DEM's ``energy_factor=0.5`` gives the convention used here.
+Two conventions for LJ13 are in use. Köhler et al.'s formula, bgflow and Midgley et al. count each pair once (used
+here, ε = 1). DEM (Akhound-Sadegh et al. 2024) sums over ordered pairs, each pair twice, and its authors report
+(github.com/jarridrb/DEM issue #2) that this is what matches the MCMC datasets of Klein et al. 2023, which DEM and its
+successors evaluate on; ``LennardJonesClusterEnergy(epsilon=2.0)`` is that convention. The two are different
+distributions (the doubled one is the same cluster at half the temperature for the pair term), so compare numbers
+only within one convention.
 
 Both energies are invariant under translations, rotations and permutations of the particles. The translation
 invariance makes exp(−u) non-normalisable on R^{n·d}: the distribution lives on the zero centre-of-mass subspace

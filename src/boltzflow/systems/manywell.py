@@ -10,7 +10,7 @@ deeper well of each pair is at x ≈ +1.7.
   (:class:`DoubleWellGrid`): 2¹⁶ equal cells on [lo, hi], where the density has fallen below e⁻⁶⁰ of its maximum
   at both ends; the mass of every cell by 8-point Gauss–Legendre (relative error ~1e-15); inside a cell the CDF is
   interpolated linearly. The sampled CDF differs from the exact one by at most ``DoubleWellGrid.cdf_error``
-  (≈ 1e-9 for FAB's constants, measured at cell midpoints, where a linear interpolant of a smooth CDF is worst),
+  (6.9e-9 for FAB's constants, measured at cell midpoints, where a linear interpolant of a smooth CDF is worst),
   far below what any sample can resolve (a KS test with 10¹⁰ samples resolves ~1e-5).
 """
 
