@@ -12,7 +12,7 @@ way, report it next to the floor: the same statistic between two independent ref
 (:func:`energy_distance_with_floor`).
 
 The pair sums are computed in blocks of rows (``block_elements`` distances at a time, float64), exploiting the
-symmetry of the within-set terms; 5·10⁴ samples in 2-D take a few seconds and ~32 MB.
+symmetry of the within-set terms: 5·10⁴ against 5·10⁴ samples in 2-D takes 20 s of one CPU core and ~32 MB.
 """
 
 from __future__ import annotations

@@ -160,9 +160,11 @@ class ParticleSystem(System):
         if prov is None:
             return {}
         s = prov["settings"]
-        text = (f"{prov['n_samples']} samples, Metropolis MCMC: {s['n_chains']} chains, burn-in {s['burn_in']}, "
-                f"thin {s['thin']}, acceptance {prov['acceptance']:.2f}, tau_int(u) {prov['tau_int_energy']:.0f} "
-                f"steps, {prov['wall_seconds']:.0f} s (data/systems/{self.reference_file}.json)")
+        tau_d = sum(p["tau_int_mean_distance"] for p in prov["per_seed"]) / len(prov["per_seed"])
+        text = (f"{prov['n_samples']} samples, Metropolis MCMC: {len(prov['seeds'])} seeds x {s['n_chains']} chains, "
+                f"burn-in {s['burn_in']}, thin {s['thin']} steps, acceptance {prov['acceptance']:.2f}, tau_int "
+                f"{prov['tau_int_energy']:.0f} (u) and {tau_d:.0f} (mean distance) steps, {prov['wall_seconds']:.0f} s "
+                f"(data/systems/{self.reference_file}.json)")
         return {"mcmc": Reference("mcmc", "samples", text, self.reference_samples)}
 
     def summary(self) -> dict[str, Any]:
