@@ -306,3 +306,20 @@ def test_shipped_mcmc_references_are_centred_and_documented(name):
     assert u.mean() == pytest.approx(np.mean([s["mean_energy"] for s in prov["per_seed"]]), abs=0.05)
     floors = prov["noise_floors"]
     assert floors["distance_w2"] < floors["distance_w2_floor"] + 4 * max(floors["distance_w2_sd"], 1e-3)
+    eq = prov["equilibrium_checks"]
+    assert abs(eq["virial"] - system.com_free_dim) < 4 * eq["virial_se"]
+    assert abs(eq["configurational_temperature"] - 1) < 4 * eq["configurational_temperature_se"]
+
+
+def test_equilibrium_checks_are_exact_for_the_harmonic_cluster():
+    """Exact N(0, I) samples in subspace coordinates: virial mean (n−1)d, configurational temperature 1."""
+    from boltzflow.systems.particles import ParticleSystem
+    from boltzflow.systems.particles_reference import equilibrium_checks
+
+    system = ParticleSystem("harmonic", LennardJonesClusterEnergy(4, 3, epsilon=0.0), "test", "none")
+    y = torch.randn(20_000, 9, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    out = equilibrium_checks(system, from_com_free(y, 4).numpy())
+    assert out["virial_expected"] == 9 and abs(out["virial"] - 9) < 4 * out["virial_se"]
+    assert out["configurational_temperature"] == pytest.approx(1.0, abs=4 * out["configurational_temperature_se"])
+    hot = equilibrium_checks(system, from_com_free(1.2 * y, 4).numpy())  # samples at kT = 1.44
+    assert hot["configurational_temperature"] == pytest.approx(1.44, rel=0.03)
