@@ -190,30 +190,33 @@ def diagnostics(run: dict[str, Any], s: McmcSettings) -> dict[str, Any]:
     return out
 
 
-def equilibrium_checks(system: ParticleSystem, x: np.ndarray, n_batches: int = 20) -> dict[str, float]:
+def equilibrium_checks(system: ParticleSystem, x: np.ndarray, group: int = 1) -> dict[str, float]:
     """Two identities of the Boltzmann distribution at kT = 1, as sampler-independent checks of ``x``.
 
     * virial: E[Σ_i x_i · ∇_i u] = (n − 1)·d for centred x (integration by parts on the zero-COM subspace);
     * configurational temperature: E[|∇u|²] / E[Δu] = 1.
 
-    Standard errors by batch means over ``n_batches`` consecutive batches (samples ordered by chain).
+    Args:
+        system: the particle system.
+        x: centred samples, shape (N, n, d), ordered so that consecutive blocks of ``group`` rows come from one
+            chain (standard errors treat the blocks as independent; ``group=1`` for independent samples).
+        group: samples per chain.
     """
     t = torch.as_tensor(x, dtype=torch.float64).requires_grad_(True)
-    energy = system.energy().double()
-    (grad,) = torch.autograd.grad(energy(t).sum(), t, create_graph=True)
+    (grad,) = torch.autograd.grad(system.energy().double()(t).sum(), t, create_graph=True)
     lap = torch.zeros(len(t), dtype=torch.float64)
     for i in range(t.shape[1]):
         for k in range(t.shape[2]):
             (h,) = torch.autograd.grad(grad[:, i, k].sum(), t, retain_graph=True)
             lap += h[:, i, k].detach()
-    virial = (t * grad).sum((1, 2)).detach().numpy()
-    g2, lap = (grad.detach() ** 2).sum((1, 2)).numpy(), lap.numpy()
-    batches = lambda v: np.array([b.mean() for b in np.array_split(v, n_batches)])  # noqa: E731
-    tc = batches(g2) / batches(lap)
-    return {"virial": float(virial.mean()), "virial_se": float(batches(virial).std(ddof=1) / math.sqrt(n_batches)),
+    block = lambda v: v.detach().numpy().reshape(-1, group).mean(1)  # noqa: E731  (one mean per chain)
+    virial, g2, lap = block((t * grad).sum((1, 2))), block((grad**2).sum((1, 2))), block(lap)
+    m = len(virial)
+    ratio = g2.mean() / lap.mean()
+    ratio_se = (g2 - ratio * lap).std(ddof=1) / (math.sqrt(m) * lap.mean())  # delta method for a ratio of means
+    return {"virial": float(virial.mean()), "virial_se": float(virial.std(ddof=1) / math.sqrt(m)),
             "virial_expected": float(system.com_free_dim),
-            "configurational_temperature": float(g2.mean() / lap.mean()),
-            "configurational_temperature_se": float(tc.std(ddof=1) / math.sqrt(n_batches))}
+            "configurational_temperature": float(ratio), "configurational_temperature_se": float(ratio_se)}
 
 
 def _seed_run(system: ParticleSystem, s: McmcSettings, seed: int, out: Path, progress: bool) -> dict[str, Any]:
@@ -254,7 +257,7 @@ def make_reference(name: str, out: Path, seeds: tuple[int, ...] = (0, 1), progre
         "seeds": list(seeds), "n_samples": int(len(x)), "dtype": "float32",
         "acceptance": float(np.mean([g["acceptance"] for g in diag])),
         "tau_int_energy": float(np.mean([g["tau_int_energy"] for g in diag])),
-        "per_seed": diag, "noise_floors": floors, "equilibrium_checks": equilibrium_checks(system, x),
+        "per_seed": diag, "noise_floors": floors, "equilibrium_checks": equilibrium_checks(system, x, s.n_per_chain),
         "wall_seconds": float(sum(r["wall"] for r in runs)), "analysis_seconds": time.time() - start,
         "load_average_1_5_15": list(os.getloadavg()), "cpu_count": os.cpu_count(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
