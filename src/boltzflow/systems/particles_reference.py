@@ -1,9 +1,13 @@
 """Long-MCMC reference samples for DW4 and LJ13, with their diagnostics and provenance.
 
-Run (resumable per seed; each seed's chains are saved when finished)::
+Run (checkpointed every 2000 steps and resumed bit-identically; seeds can run as separate processes with
+``--seeds 0`` and ``--seeds 1`` and be combined by a final run over both)::
 
-    python -m boltzflow.systems.particles_reference dw4 --out src/boltzflow/data/systems
-    python -m boltzflow.systems.particles_reference lj13 --out src/boltzflow/data/systems
+    python -m boltzflow.systems.particles_reference dw4 --out runs/systems-ref
+    python -m boltzflow.systems.particles_reference lj13 --out runs/systems-ref
+
+then copy ``runs/systems-ref/{dw4,lj13}-mcmc.{npz,json}`` to ``src/boltzflow/data/systems/`` (docs/systems.md has
+the settings and the results of the shipped runs).
 
 Method: batched Gaussian random-walk Metropolis (:mod:`boltzflow.samplers.metropolis`) on all n·d coordinates.
 The energies are translation invariant, so the chain's projection onto the zero centre-of-mass subspace is itself
