@@ -1,12 +1,13 @@
 """Pair potentials of particle clusters: the multi-double-well (DW4) and the Lennard-Jones cluster (LJ13).
 
 Both are the standard targets of the equivariant-flow literature, written as in Köhler, Klein & Noé, "Equivariant
-flows" (ICML 2020, §6) and as implemented in bgflow (``MultiDoubleWellPotential``, ``LennardJonesPotential``) and in
+flows" (ICML 2020) and as implemented in bgflow (``MultiDoubleWellPotential``, ``LennardJonesPotential``) and in
 Midgley et al. 2023 (SE(3) augmented coupling flows, ``eacf/targets/target_energy``); every pair i < j counts once:
 
 * double well: u(x) = (1/τ) Σ_{i<j} [a (d_ij − d0) + b (d_ij − d0)² + c (d_ij − d0)⁴];
 * Lennard-Jones: u(x) = (ε/τ) Σ_{i<j} [(r_m/d_ij)¹² − 2 (r_m/d_ij)⁶] + (k/2) Σ_i |x_i − x̄|², the harmonic term
-  holding the cluster together around its centre of mass x̄ (bgflow's ``oscillator``; it is not divided by τ).
+  holding the cluster together around its centre of mass x̄ (bgflow's ``oscillator``; not divided by τ, as in
+  Midgley et al.'s code; at τ = 1 the question does not arise).
 
 Two conventions for LJ13 are in use. Köhler et al.'s formula, bgflow and Midgley et al. count each pair once (used
 here, ε = 1). DEM (Akhound-Sadegh et al. 2024) sums over ordered pairs, each pair twice, and its authors report

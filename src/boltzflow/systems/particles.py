@@ -1,6 +1,6 @@
 """DW4 and LJ13: particle clusters of the equivariant-flow literature, with shipped long-MCMC reference samples.
 
-Definitions (Köhler, Klein & Noé 2020, "Equivariant flows", §6; the same constants in bgflow, in Klein et al. 2023
+Definitions (Köhler, Klein & Noé 2020, "Equivariant flows"; the same constants in bgflow, in Klein et al. 2023
 "Equivariant flow matching" and in Midgley et al. 2023 "SE(3) equivariant augmented coupling flows"):
 
 * **DW4**: 4 particles in 2-D, u = (1/τ) Σ_{i<j} [a s + b s² + c s⁴], s = d_ij − d0, with a = 0, b = −4, c = 0.9,
@@ -15,7 +15,7 @@ has its centre of mass removed. A flow should live there in one of two ways:
 1. a plain flow on R^{(n−1)·d}: train on ``to_com_free(x)`` (NLL) or against :meth:`ParticleSystem.com_free_energy`
    (reverse KL) and map its samples back with ``from_com_free``. The map uses an orthonormal (Helmert) basis of
    the subspace, an isometry, so densities carry over without a log-det term;
-2. an equivariant flow with a mean-free Gaussian base on the subspace (Köhler et al. 2020, §4), whose layers keep
+2. an equivariant flow with a mean-free Gaussian base on the subspace (Köhler et al. 2020), whose layers keep
    the centre of mass at zero.
 
 A flow on all n·d coordinates trained by reverse KL drifts off along the flat centre-of-mass directions, and one
