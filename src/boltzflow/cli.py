@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "boltzflow.commands.simulate",
     "energy": "boltzflow.commands.energy",
     "umbrella": "boltzflow.commands.umbrella",
+    "systems": "boltzflow.commands.systems",
 }
 
 

@@ -25,6 +25,9 @@ from boltzflow.systems.base import System
 SYSTEM_MODULES = (
     "boltzflow.systems.two_particle",
     "boltzflow.systems.alanine",
+    "boltzflow.systems.gmm",
+    "boltzflow.systems.manywell",
+    "boltzflow.systems.particles",
 )
 
 
