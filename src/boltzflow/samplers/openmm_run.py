@@ -27,6 +27,9 @@ import numpy as np
 
 from boltzflow.errors import BoltzflowError
 
+MAX_COUNT = 2**31 - 1  # largest step or frame count (OpenMM takes step counts as C int)
+EQUILIBRATION_CHECK_PS = 1.0  # equilibration runs in blocks of this length, each checked to be finite
+
 
 class NonFiniteError(BoltzflowError):
     """The simulation produced a non-finite position or energy.
@@ -99,12 +102,14 @@ def non_negative(value: float, name: str) -> float:
 
 
 def whole(value: float, what: str) -> int:
-    """``value`` as an int when it is a positive whole number (to 1e-6 relative), else a ValueError naming ``what``."""
+    """``value`` as an int when it is a whole number in [1, 2^31 - 1] (to 1e-6 relative), else a ValueError."""
     if not math.isfinite(value):
         raise ValueError(f"{what} must be a positive whole number, got {value:g}")
     n = int(round(value))
     if n < 1 or abs(n - value) > 1e-6 * max(1.0, value):
         raise ValueError(f"{what} must be a positive whole number, got {value:g}")
+    if n > MAX_COUNT:
+        raise ValueError(f"{what} = {value:g} is too large (at most {MAX_COUNT}: OpenMM counts steps in int32)")
     return n
 
 
@@ -167,10 +172,12 @@ def start(
     if minimize:
         openmm.LocalEnergyMinimizer.minimize(context, 1.0, 1000)
     context.setVelocitiesToTemperature(langevin.temperature_kelvin, seed)
-    n_steps = langevin.steps(equilibrate_ps)
-    if n_steps:
-        _step(context, n_steps, label, "during equilibration", -1, equilibrate_ps)
-        _check(context, label, "after equilibration", -1, equilibrate_ps, forces=False)
+    n_steps, block, done = langevin.steps(equilibrate_ps), max(1, langevin.steps(EQUILIBRATION_CHECK_PS)), 0
+    while done < n_steps:  # checked every EQUILIBRATION_CHECK_PS: a diverged start stops early, not after all of it
+        n = min(block, n_steps - done)
+        done += n
+        _step(context, n, label, "during equilibration", -1, done * langevin.timestep_fs / 1000.0)
+        _check(context, label, "during equilibration", -1, done * langevin.timestep_fs / 1000.0, forces=False)
     context.setTime(0.0)
     context.setStepCount(0)
 
@@ -261,7 +268,7 @@ def _check(
 
 
 def _diverged(label: str, where: str, frame: int, time_ps: float, detail: str) -> NonFiniteError:
-    place = f"{where} frame {frame} (t = {time_ps:g} ps)" if frame >= 0 else f"{where} (t = {time_ps:g} ps)"
+    place = f"{where} frame {frame} (t = {time_ps:g} ps)" if frame >= 0 else f"{where} (by t = {time_ps:g} ps)"
     return NonFiniteError(
         f"{label} diverged {place}: {detail}; use a smaller time step or check the structure", frame, time_ps
     )

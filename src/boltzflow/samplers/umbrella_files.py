@@ -143,7 +143,8 @@ def read_window(path: Path) -> dict[str, np.ndarray]:
         BoltzflowError: the file is missing arrays, truncated, pickled or not an npz.
     """
     try:
-        return load_npz(path, ["theta", "extra", "time_ps", "theta0", "final_xyz", "checkpoint"])
+        with open(path, "rb") as fh:  # np.load leaks its own handle when the zip is truncated (numpy 2.x)
+            return load_npz(fh, ["theta", "extra", "time_ps", "theta0", "final_xyz", "checkpoint"])
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise BoltzflowError(f"{path} is not a readable window file ({msg}); delete it and rerun to redo it") from None
