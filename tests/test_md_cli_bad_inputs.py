@@ -44,8 +44,17 @@ COUNTS = {  # (command, option) -> bad values (whole numbers with a lower bound)
 }
 
 
+@pytest.fixture(scope="module")
+def positions():
+    """Three alanine frames near the PDB's structure, shape (3, 22, 3), nm."""
+    from boltzflow.energies.openmm_system import build_molecule
+
+    xyz = build_molecule(PDB, constraints="none").positions
+    return xyz + np.random.default_rng(0).normal(0.0, 0.005, (3, *xyz.shape))
+
+
 @pytest.fixture()
-def folder(tmp_path):
+def folder(tmp_path, positions):
     """A folder with inputs (good and bad) and a sentinel; the test asserts it is unchanged afterwards."""
     shutil.copy(PDB, tmp_path / "mol.pdb")
     (tmp_path / "sentinel.txt").write_text("keep me")
@@ -55,7 +64,7 @@ def folder(tmp_path):
     (tmp_path / "truncated.pdb").write_text(PDB.read_text()[:300])
     (tmp_path / "a-dir.pdb").mkdir()
     (tmp_path / "a-dir.npz").mkdir()
-    xyz = np.load(_frames_source(tmp_path))
+    xyz = positions.copy()
     np.savez(tmp_path / "frames.npz", xyz=xyz)
     (tmp_path / "empty.npz").write_bytes(b"")
     (tmp_path / "truncated.npz").write_bytes((tmp_path / "frames.npz").read_bytes()[:200])
@@ -77,16 +86,10 @@ def folder(tmp_path):
     (tmp_path / "existing.npz").write_bytes(b"old output")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("unrelated")
+    (tmp_path / "broken-run").mkdir()
+    (tmp_path / "broken-run" / "provenance.json").write_text("{not json")
+    (tmp_path / "broken-run" / "umbrella.json").write_text("[1, 2]")
     return tmp_path
-
-
-def _frames_source(tmp: Path) -> Path:
-    from boltzflow.energies.openmm_system import build_molecule
-
-    xyz = build_molecule(PDB, constraints="none").positions
-    path = tmp / "source.npy"
-    np.save(path, xyz + np.random.default_rng(0).normal(0.0, 0.005, (3, *xyz.shape)))
-    return path
 
 
 def _snapshot(root: Path) -> dict[str, bytes | None]:
@@ -184,6 +187,7 @@ def test_bad_pdbs(folder, capsys, command, pdb, words):
         ("alanine-dipeptide", "sentinel.txt", ["is a file"]),
         ("alanine-dipeptide", "sentinel.txt/sub", ["is a file, not a directory"]),
         ("alanine-dipeptide", "run", ["not empty"]),
+        ("alanine-dipeptide", "broken-run", ["broken-run", ".json"]),
         ("no-such-system", "new", ["unknown system 'no-such-system'"]),
         ("two-particle", "new", ["not a molecule"]),
     ],

@@ -152,3 +152,20 @@ def test_a_diverging_window_stops_the_run_and_keeps_the_windows_before_it(tmp_pa
     assert not list(out.glob("window-*.npz")), "a window file is written only when its window succeeded"
     session = json.loads((out / "umbrella.json").read_text())["sessions"][-1]
     assert "diverged" in session["error"] and session["new_frames"] == 0
+
+
+def test_unreadable_window_files_are_named(tmp_path):
+    from boltzflow.samplers.umbrella import MANIFEST
+
+    (tmp_path / MANIFEST).write_text(json.dumps({"config": {"n_windows": 2, "k_kj_per_mol_rad2": 1.0,
+                                                            "temperature_kelvin": 300.0}}))
+    np.savez(tmp_path / "window-00.npz", theta=np.zeros(3))
+    (tmp_path / "window-01.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(BoltzflowError, match=r"window-00.npz is not a readable window file"):
+        load_windows(tmp_path)
+    (tmp_path / "window-00.npz").write_bytes((tmp_path / "window-01.npz").read_bytes())
+    with pytest.raises(BoltzflowError, match=r"window-00.npz is not a readable window file"):
+        load_windows(tmp_path)
+    (tmp_path / MANIFEST).write_text("{")
+    with pytest.raises(BoltzflowError, match=r"umbrella.json is not valid JSON"):
+        load_windows(tmp_path)
