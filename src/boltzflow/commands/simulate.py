@@ -1,5 +1,8 @@
 """Run resumable Langevin MD with OpenMM and store frames, energies and forces.
 
+SYSTEM is any registered molecule (see `boltzflow systems`: alanine-dipeptide, peptide:SEQ, ...), which brings its
+PDB, force field and temperature; --pdb takes any all-atom PDB instead.
+
 Examples:
   boltzflow simulate alanine-dipeptide --replicas 6 --ns 10 --out runs/ala
   boltzflow simulate --pdb mol.pdb --forcefield amber14-all.xml implicit/obc2.xml --ns 1 --out runs/mol
@@ -11,7 +14,9 @@ wall time).
 
 Rerunning the same command after an interruption continues every replica from its last complete chunk, giving
 the same frames an uninterrupted run would have given. A different configuration for an existing DIR is
-refused; a finished run is left as it is unless --force is given (which deletes it and starts again).
+refused; a finished run is left as it is unless --force is given (which deletes it and starts again). A run
+that diverges (non-finite positions or energy, e.g. from too large a --timestep-fs) stops with one line naming the
+frame and its time; the chunks before it are kept.
 """
 
 from __future__ import annotations
