@@ -163,7 +163,8 @@ def start(
         label: what runs, for the error message (``"replica 0"``, ``"window 3"``).
 
     Raises:
-        NonFiniteError: the state after equilibration is not finite (frame -1).
+        NonFiniteError: a non-finite state during equilibration (checked every ``EQUILIBRATION_CHECK_PS``;
+            ``frame`` -1).
     """
     import openmm
 
@@ -207,12 +208,12 @@ def run_frames(
         NonFiniteError: at the first frame whose positions, energy (or forces) are not finite; nothing of the
             frames recorded so far is returned.
     """
+    import openmm.unit as unit
+
     n_atoms = context.getSystem().getNumParticles()
     xyz = np.empty((n_frames, n_atoms, 3))
     force_kj = np.empty((n_frames, n_atoms, 3)) if forces else None
     energy, times = np.empty(n_frames), np.empty(n_frames)
-    import openmm.unit as unit
-
     t0 = context.getState().getTime().value_in_unit(unit.picosecond)
     dt_ps = context.getIntegrator().getStepSize().value_in_unit(unit.picosecond)
     for i in range(n_frames):
