@@ -11,8 +11,11 @@ import re
 import shutil
 from pathlib import Path
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from boltzflow.cli import main
 from boltzflow.energies.openmm_system import alanine_dipeptide_pdb
@@ -253,3 +256,39 @@ def test_energy_bad_input_leaves_an_existing_output_alone(folder, capsys):
     argv = _energy(folder, frames="nan.npz")
     argv[argv.index("--out") + 1] = str(folder / "existing.npz")
     _fails_in_one_line(argv, folder, capsys, "NaN")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=400), cut=st.integers(0, 10_000))
+def test_frame_reader_never_raises_anything_but_a_one_line_error(tmp_path, data, cut):
+    """Random bytes, and real npz files cut anywhere: the reader returns frames or raises BoltzflowError."""
+    from boltzflow.commands.energy import load_frames
+    from boltzflow.errors import BoltzflowError
+
+    good = tmp_path / "good.npz"
+    np.savez(good, xyz=np.zeros((2, 3, 3)))
+    for i, blob in enumerate((data, good.read_bytes()[:cut], good.read_bytes()[:cut] + data)):
+        path = tmp_path / f"f{i}.npz"
+        path.write_bytes(blob)
+        try:
+            xyz = load_frames(str(path), str(PDB))
+        except BoltzflowError as err:
+            assert len(str(err).splitlines()) == 1
+        else:
+            assert xyz.dtype == np.float64 and xyz.ndim == 3 and xyz.shape[-1] == 3 and len(xyz) >= 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(xyz=hnp.arrays(hnp.scalar_dtypes(), hnp.array_shapes(min_dims=0, max_dims=4, max_side=4)))
+def test_frame_reader_takes_only_real_frames(tmp_path, xyz):
+    from boltzflow.commands.energy import load_frames
+    from boltzflow.errors import BoltzflowError
+
+    path = tmp_path / "x.npz"
+    np.savez(path, xyz=xyz)
+    ok = xyz.dtype.kind in "fiu" and xyz.ndim == 3 and xyz.shape[-1] == 3 and len(xyz) >= 1
+    if ok:
+        np.testing.assert_array_equal(load_frames(str(path), str(PDB)), xyz.astype(np.float64))
+    else:
+        with pytest.raises(BoltzflowError):
+            load_frames(str(path), str(PDB))
