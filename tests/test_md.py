@@ -123,6 +123,9 @@ def test_existing_runs_are_protected(tmp_path):
         simulate(cfg, other, progress=False)
     with pytest.raises(ValueError, match="whole number"):
         config(save_every_ps=0.003).validate()
+    for bad in ({"ns": float("inf")}, {"friction_per_ps": float("nan")}, {"replicas": 0}, {"chunk_ps": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            config(**bad).validate()
 
 
 def test_cli_pdb_and_forcefield(tmp_path, capsys):
@@ -134,6 +137,9 @@ def test_cli_pdb_and_forcefield(tmp_path, capsys):
     assert json.loads((out / "provenance.json").read_text())["config"]["forcefield"] == ["amber99sbildn.xml"]
     assert main(["simulate", "alanine-dipeptide", "--pdb", "x.pdb", "--out", str(out)]) == 1
     assert "not both" in capsys.readouterr().err
+    solvent = ["simulate", "--pdb", str(alanine_dipeptide_pdb()), "--solvent", "vacuum", *argv[5:-1]]
+    assert main([*solvent, str(tmp_path / "solvent")]) == 0  # the same force field as above
+    np.testing.assert_array_equal(frames(out, 0)["xyz"], frames(tmp_path / "solvent", 0)["xyz"])
 
 
 def test_help_documents_every_option(capsys):
@@ -146,3 +152,89 @@ def test_help_documents_every_option(capsys):
     options += " --equilibrate-ps --platform --seed --no-progress --force --chunk-ps --solvent --constraints"
     for option in options.split():
         assert option in text
+
+
+DIVERGING = ["simulate", "alanine-dipeptide", "--timestep-fs", "50", "--equilibrate-ps", "0", "--save-every-ps",
+             "0.1", "--chunk-ps", "0.2", "--ns", "0.01", "--no-progress", "--out"]
+
+
+def _diverged_frame(err: str) -> int:
+    import re
+
+    match = re.search(r"replica 0 diverged at frame (\d+) \(t = ([\d.]+) ps\)", err)
+    assert match, err
+    assert float(match.group(2)) == pytest.approx(0.1 * (int(match.group(1)) + 1))
+    return int(match.group(1))
+
+
+def test_a_50_fs_step_stops_at_the_first_nan_frame_and_keeps_the_good_chunks(tmp_path, capsys):
+    """Issue 11: 50 fs used to exit 0 and write NaN. Now: one line naming the frame, good chunks kept, resumable."""
+    out = tmp_path / "nan"
+    assert main([*DIVERGING, str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "chunks 0-" in err, err
+    frame = _diverged_frame(err)
+    kept = complete_chunks(out, 0)
+    assert kept == frame // 2 >= 2  # two frames per chunk: every chunk before the bad frame's one is on disk
+    good = frames(out, 0)
+    assert len(good["xyz"]) == 2 * kept and all(np.isfinite(v).all() for v in good.values())
+    np.testing.assert_allclose(good["time_ps"], 0.1 * np.arange(1, 2 * kept + 1), rtol=1e-12)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["status"] == "diverged" and f"frame {frame}" in prov["error"] and prov["frames"] == [2 * kept]
+    assert not (out / "replica-00.xtc").exists()
+    # resumable: the kept chunks continue from their checkpoints; recomputing the last two from the one before
+    # gives the same bits and the same failure at the same frame
+    last = {c: load_npz(chunk_path(out, 0, c)) for c in (kept - 2, kept - 1)}
+    chunk_path(out, 0, kept - 1).unlink()
+    chunk_path(out, 0, kept - 2).unlink()
+    assert main([*DIVERGING, str(out)]) == 1
+    assert _diverged_frame(capsys.readouterr().err) == frame and complete_chunks(out, 0) == kept
+    for c, ref in last.items():
+        for key, value in load_npz(chunk_path(out, 0, c)).items():
+            np.testing.assert_array_equal(value, ref[key])
+
+
+def test_divergence_during_equilibration_writes_no_frame(tmp_path, capsys):
+    out = tmp_path / "eq"
+    argv = ["simulate", "alanine-dipeptide", "--timestep-fs", "50", "--ns", "0.01", "--no-progress", "--out"]
+    assert main([*argv, str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "diverged during equilibration (by t = " in err, err
+    assert "no chunk was written" in err and complete_chunks(out, 0) == 0
+
+
+def test_cpu_platform_exception_is_the_same_one_line_error(tmp_path):
+    """OpenMM's CPU platform raises 'Particle coordinate is NaN' itself; it ends as the same NonFiniteError."""
+    from boltzflow.samplers.openmm_run import NonFiniteError
+
+    cfg = config("vacuum", timestep_fs=50.0, equilibrate_ps=0.0, save_every_ps=0.1, chunk_ps=0.2, ns=0.01,
+                 replicas=1, platform="CPU")
+    with pytest.raises(NonFiniteError, match=r"replica 0 diverged at frame \d+ \(t = [\d.]+ ps\)"):
+        simulate(cfg, tmp_path / "cpu", progress=False)
+
+
+def test_any_registered_molecule_runs_through_the_registry(tmp_path, monkeypatch, capsys):
+    """A MoleculeSystem registered under a new name needs no MD code: simulate uses its molecule()."""
+    from boltzflow.systems import registry
+    from boltzflow.systems.molecule import MoleculeSystem
+
+    registry.entries()  # fill the registry first, so the entry below is removed again afterwards
+    made = []
+
+    def factory(solvent="vacuum", **params):
+        made.append(solvent)
+        return MoleculeSystem("test-molecule", alanine_dipeptide_pdb(), solvent, 310.0)
+
+    monkeypatch.setitem(registry._ENTRIES, "test-molecule",
+                        registry.Entry("test-molecule", factory, False, "test", ("test-molecule",)))
+    out = tmp_path / "reg"
+    argv = ["simulate", "test-molecule", "--ns", "0.002", "--equilibrate-ps", "0", "--chunk-ps", "1",
+            "--no-progress", "--out", str(out)]
+    assert main(argv) == 0 and made == ["vacuum"]
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["config"]["forcefield"] == list(SOLVENTS["vacuum"])
+    assert prov["config"]["temperature_kelvin"] == 310.0  # the system's temperature is the default
+    assert main([*argv[:-2], "--solvent", "obc", "--out", str(tmp_path / "obc")]) == 0 and made[-1] == "obc"
+    capsys.readouterr()
+    assert main(["simulate", "two-particle", "--out", str(tmp_path / "tp")]) == 1
+    assert "not a molecule" in capsys.readouterr().err and not (tmp_path / "tp").exists()

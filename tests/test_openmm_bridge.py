@@ -160,3 +160,15 @@ def test_fastest_platform_returns_an_available_candidate():
     assert fastest_platform(system, candidates=("NoSuchPlatform", "Reference")) == "Reference"
     with pytest.raises(ValueError, match="none of the OpenMM platforms"):
         fastest_platform(system, candidates=("NoSuchPlatform",))
+
+
+def test_non_finite_energies_are_refused_naming_the_configuration():
+    """Two atoms on top of each other: OpenMM returns NaN; the bridge says which configuration, not NaN."""
+    mol = alanine_dipeptide(solvent="vacuum", constraints="none")
+    xyz = np.stack([mol.positions, mol.positions, mol.positions])
+    xyz[2, 21] = xyz[2, 0]
+    energy = OpenMMEnergy(mol.system)
+    with pytest.raises(ValueError, match=r"non-finite energy or force for configuration 2 \(1 of 3"):
+        energy.evaluate(xyz)
+    e, _ = energy.evaluate(xyz[:2])
+    assert np.isfinite(e).all() and e[0] == e[1]

@@ -46,9 +46,9 @@ def test_bad_starts_are_refused_in_one_line(mol):
         short_runs(mol.system, np.full((1, 22, 3), np.nan), 3)
     with pytest.raises(BoltzflowError, match="frames_per_run"):
         short_runs(mol.system, mol.positions[None], 0)
-    with pytest.raises(BoltzflowError, match="save_every_ps must be positive"):
+    with pytest.raises(BoltzflowError, match="save_every_ps must be a finite number > 0"):
         short_runs(mol.system, mol.positions[None], 1, save_every_ps=-0.1)
-    with pytest.raises(BoltzflowError, match="equilibrate_ps and friction_per_ps must be >= 0"):
+    with pytest.raises(BoltzflowError, match="equilibrate_ps must be a finite number >= 0"):
         short_runs(mol.system, mol.positions[None], 1, equilibrate_ps=-1.0)
     with pytest.raises(BoltzflowError, match="platform 'Nope'"):
         short_runs(mol.system, mol.positions[None], 1, platform="Nope")
@@ -74,3 +74,11 @@ def test_positions_follow_the_boltzmann_distribution_of_a_harmonic_well():
     assert xyz.dtype == np.float64 and xyz.shape == (2000, n, 3)
     assert abs(xyz.mean()) < 0.1 * np.sqrt(var)  # centred (a loose bound: the frames are correlated)
     assert xyz.var() == pytest.approx(var, rel=0.05)
+
+
+def test_a_diverging_run_is_an_error_naming_run_and_frame(mol):
+    from boltzflow.samplers.openmm_run import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match=r"seeding run 0 \(seed 4\) diverged at frame \d+ \(t = [\d.]+ ps\)"):
+        short_runs(mol.system, mol.positions[None], 200, timestep_fs=50.0, save_every_ps=0.1, equilibrate_ps=0.0,
+                   seed=3)

@@ -111,12 +111,61 @@ def test_tiny_run_resume_and_extend(tmp_path, capsys):
         _run([*args, "--ns-per-window", "0.004", "--k", "99", "--no-progress", "--solvent", "vacuum"])
 
 
-def test_bad_inputs(tmp_path):
+def test_bad_inputs(tmp_path, capsys):
+    from boltzflow.cli import main
+
     (tmp_path / "junk.txt").write_text("x")
     with pytest.raises(BoltzflowError, match="not empty"):
         _run(["alanine-dipeptide", "--out", str(tmp_path), "--windows", "4", "--ns-per-window", "0.002"])
-    with pytest.raises(ValueError, match="n_windows"):
-        _run(["alanine-dipeptide", "--out", str(tmp_path / "a"), "--windows", "1"])
+    with pytest.raises(SystemExit):
+        main(["umbrella", "alanine-dipeptide", "--out", str(tmp_path / "a"), "--windows", "1"])
+    assert "argument --windows: must be a whole number >= 2" in capsys.readouterr().err
     with pytest.raises(BoltzflowError, match="umbrella.json"):
         load_windows(tmp_path)
     assert not (tmp_path / "a").exists()
+    with pytest.raises(ValueError, match="n_windows must be an integer >= 2"):
+        _config(n_windows=1).validate()
+    with pytest.raises(ValueError, match="k_kj_per_mol_rad2 must be a finite number > 0"):
+        _config(k_kj_per_mol_rad2=math.inf).validate()
+    with pytest.raises(ValueError, match="restrained_atoms"):
+        _config(restrained_atoms=(4, 6, 6, 14)).validate()
+
+
+def _config(**kw):
+    from boltzflow.energies.openmm_system import SOLVENTS, alanine_dipeptide_pdb
+    from boltzflow.samplers.umbrella import UmbrellaConfig
+    from boltzflow.systems.alanine import backbone_dihedral_indices
+
+    phi, psi = backbone_dihedral_indices()
+    settings = {"restrained_atoms": phi, "extra_atoms": psi, "n_windows": 3, "ns_per_window": 0.004,
+                "equilibrate_ps": 0.0, "seed": 2, **kw}
+    return UmbrellaConfig(str(alanine_dipeptide_pdb()), SOLVENTS["vacuum"], **settings)
+
+
+def test_a_diverging_window_stops_the_run_and_keeps_the_windows_before_it(tmp_path):
+    from boltzflow.samplers.openmm_run import NonFiniteError
+    from boltzflow.samplers.umbrella import run_umbrella
+
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteError, match=r"umbrella window \d \(centre [+-]\d+ deg\) diverged at frame \d+"):
+        run_umbrella(_config(timestep_fs=50.0, save_every_ps=0.1, ns_per_window=0.01), out, progress=False)
+    assert not list(out.glob("window-*.npz")), "a window file is written only when its window succeeded"
+    session = json.loads((out / "umbrella.json").read_text())["sessions"][-1]
+    assert "diverged" in session["error"] and session["new_frames"] == 0
+
+
+def test_unreadable_window_files_are_named(tmp_path):
+    from boltzflow.samplers.umbrella import MANIFEST
+
+    (tmp_path / MANIFEST).write_text(json.dumps({"config": {"n_windows": 2, "k_kj_per_mol_rad2": 1.0,
+                                                            "temperature_kelvin": 300.0}}))
+    np.savez(tmp_path / "window-00.npz", theta=np.zeros(3))
+    (tmp_path / "window-01.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(BoltzflowError, match=r"window-00.npz is not a readable window file"):
+        load_windows(tmp_path)
+    (tmp_path / "window-00.npz").write_bytes((tmp_path / "window-01.npz").read_bytes())
+    with pytest.raises(BoltzflowError, match=r"window-00.npz is not a readable window file"):
+        load_windows(tmp_path)
+    (tmp_path / MANIFEST).write_text("{")
+    with pytest.raises(BoltzflowError, match=r"umbrella.json is not valid JSON"):
+        load_windows(tmp_path)

@@ -18,10 +18,12 @@ forces_kj (n, n_atoms, 3) kJ/mol/nm. Nothing is written when anything fails.
 from __future__ import annotations
 
 import argparse
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from boltzflow.commands.md_options import int_at_least, positive_float, writable_file
 from boltzflow.errors import BoltzflowError
 
 HELP = "energies (kJ/mol and kT) and optionally forces of trajectory frames, torch or OpenMM backend"
@@ -45,22 +47,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--forces", action="store_true", help="also store forces_kj")
     p.add_argument(
-        "--temperature", type=float, default=300.0, help="temperature for kT, kelvin (default: 300)"
+        "--temperature", type=positive_float, default=300.0, help="temperature for kT, kelvin (default: 300)"
     )
     p.add_argument(
         "--constraints", choices=("none", "HBonds"), default="none", help="system constraints (default: none)"
     )
-    p.add_argument("--chunk-size", type=int, default=1024, help="frames per torch evaluation (default: 1024)")
+    p.add_argument("--chunk-size", type=int_at_least(1), default=1024,
+                   help="frames per torch evaluation (default: 1024)")
 
 
 def run(args: argparse.Namespace) -> int:
     from boltzflow.energies.openmm_system import build_molecule, kt_kj_per_mol
     from boltzflow.io import save_npz
 
-    if not args.temperature > 0:
-        raise BoltzflowError(f"--temperature must be positive, got {args.temperature}")
-    if not str(args.out).endswith(".npz"):
-        raise BoltzflowError(f"--out must end in .npz, got {args.out}")
+    out = writable_file(args.out, "--out", ".npz")
     molecule = build_molecule(args.pdb, tuple(args.forcefield), constraints=args.constraints)
     xyz = load_frames(args.frames, args.pdb)
     if xyz.shape[1:] != (molecule.n_atoms, 3):
@@ -73,43 +73,72 @@ def run(args: argparse.Namespace) -> int:
         raise BoltzflowError(
             f"{args.frames}: {bad.size} frame(s) contain NaN/inf coordinates (first: frame {bad[0]})"
         )
-    if args.backend == "torch":
-        energy_kj, forces_kj = _torch_backend(molecule.system, xyz, args.chunk_size)
-    else:
-        energy_kj, forces_kj = _openmm_backend(molecule.system, xyz, args.temperature)
-    out = {"energy_kj": energy_kj, "energy_kt": energy_kj / kt_kj_per_mol(args.temperature)}
+    try:
+        if args.backend == "torch":
+            energy_kj, forces_kj = _torch_backend(molecule.system, xyz, args.chunk_size)
+        else:
+            energy_kj, forces_kj = _openmm_backend(molecule.system, xyz, args.temperature)
+    except ValueError as err:  # the OpenMM bridge refuses non-finite energies itself
+        raise BoltzflowError(f"{args.frames}: {err}") from None
+    bad = np.flatnonzero(~(np.isfinite(energy_kj) & np.isfinite(forces_kj).all(axis=(1, 2))))
+    if bad.size:
+        raise BoltzflowError(
+            f"{args.frames}: {bad.size} frame(s) have a non-finite energy or force (first: frame {bad[0]}; "
+            "overlapping atoms?); nothing written"
+        )
+    result = {"energy_kj": energy_kj, "energy_kt": energy_kj / kt_kj_per_mol(args.temperature)}
     if args.forces:
-        out["forces_kj"] = forces_kj
-    save_npz(args.out, **out)
+        result["forces_kj"] = forces_kj
+    save_npz(out, **result)
     print(
-        f"wrote {args.out}: {len(energy_kj)} frames, mean energy {energy_kj.mean():.3f} kJ/mol "
+        f"wrote {out}: {len(energy_kj)} frames, mean energy {energy_kj.mean():.3f} kJ/mol "
         f"({args.backend})"
     )
     return 0
 
 
 def load_frames(path: str, pdb: str) -> np.ndarray:
-    """Frames as float64 (n, n_atoms, 3) nm from an npz (``xyz``) or an mdtraj-readable trajectory."""
+    """Frames as float64 (n, n_atoms, 3) nm from an npz (``xyz``) or an mdtraj-readable trajectory.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist or is a directory.
+        BoltzflowError: an unreadable, empty, truncated or pickled file, or an ``xyz`` that is not a real
+            array of shape (n >= 1, n_atoms, 3).
+    """
     p = Path(path)
+    if p.is_dir():
+        raise FileNotFoundError(f"--in expects a frames file, got the directory {p}")
     if not p.is_file():
         raise FileNotFoundError(f"frames file not found: {p}")
-    if p.suffix == ".npz":
-        with np.load(p) as data:
-            if "xyz" not in data:
-                raise BoltzflowError(f"{p} has no array 'xyz' (found {sorted(data.files)})")
-            xyz = np.asarray(data["xyz"], dtype=np.float64)
-    else:
-        import mdtraj
-
-        try:
-            xyz = np.asarray(mdtraj.load(str(p), top=str(pdb)).xyz, dtype=np.float64)
-        except Exception as err:  # mdtraj raises many types with long messages
-            raise BoltzflowError(
-                f"mdtraj cannot read {p} with topology {pdb}: {str(err).splitlines()[0]}"
-            ) from None
+    xyz = _read_npz(p) if p.suffix == ".npz" else _read_trajectory(p, pdb)
     if xyz.ndim != 3 or xyz.shape[-1] != 3 or len(xyz) == 0:
         raise BoltzflowError(f"{p}: expected frames of shape (n, n_atoms, 3) with n >= 1, got {xyz.shape}")
     return xyz
+
+
+def _read_npz(p: Path) -> np.ndarray:
+    from boltzflow.io import load_npz
+
+    try:
+        with open(p, "rb") as fh:  # np.load leaks its own handle when the zip is truncated (numpy 2.x)
+            xyz = load_npz(fh, ["xyz"])["xyz"]
+    except KeyError:
+        raise BoltzflowError(f"{p} has no array 'xyz' (positions (n, n_atoms, 3) in nm)") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # empty, truncated, pickled, not an npz
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise BoltzflowError(f"{p} is not a readable .npz of plain arrays ({detail})") from None
+    if xyz.dtype.kind not in "fiu":
+        raise BoltzflowError(f"{p}: 'xyz' must hold real numbers (nm), got dtype {xyz.dtype}")
+    return np.asarray(xyz, dtype=np.float64)
+
+
+def _read_trajectory(p: Path, pdb: str) -> np.ndarray:
+    import mdtraj
+
+    try:
+        return np.asarray(mdtraj.load(str(p), top=str(pdb)).xyz, dtype=np.float64)
+    except Exception as err:  # mdtraj raises many types with long messages
+        raise BoltzflowError(f"mdtraj cannot read {p} with topology {pdb}: {str(err).splitlines()[0]}") from None
 
 
 def _torch_backend(system, xyz: np.ndarray, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:

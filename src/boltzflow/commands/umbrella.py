@@ -1,14 +1,17 @@
-"""Free energy of alanine dipeptide along φ by umbrella sampling (OpenMM) and MBAR (pymbar), not plain MD.
+"""Free energy of a molecule along one backbone φ by umbrella sampling (OpenMM) and MBAR (pymbar), not plain MD.
 
+SYSTEM is any registered molecule (alanine-dipeptide, peptide:AAA, ...); the restrained angle is φ of the
+--residue-th residue with both backbone angles (0: the first), and its ψ is recorded beside it.
 Harmonic restraints 0.5 k d(φ, φ0)^2 (periodic distance d) at --windows centres evenly spaced over the circle;
-each window runs Langevin MD (300 K, 1/ps, 2 fs, HBonds) from the end of its neighbour, and records φ and ψ
-every ps. MBAR combines the windows into the unbiased F(φ) and the αL population P(0° < φ < 120°) with its
-standard error (windows thinned to their statistical inefficiency first). As a convergence check the analysis
-is repeated on the first and second half of every window.
+each window runs Langevin MD (the system's temperature, 1/ps, 2 fs, HBonds) from the end of its neighbour, and
+records φ and ψ every ps. MBAR combines the windows into the unbiased F(φ) and the αL population
+P(0° < φ < 120°) with its standard error (windows thinned to their statistical inefficiency first). As a
+convergence check the analysis is repeated on the first and second half of every window.
 
 Examples:
   boltzflow umbrella alanine-dipeptide --out runs/umbrella
   boltzflow umbrella alanine-dipeptide --out runs/umbrella --ns-per-window 1   # extends a finished run
+  boltzflow umbrella peptide:AAA --residue 1 --out runs/umbrella-aaa             # φ of the second alanine
 
 Output (DIR = --out): DIR/window-NN.npz (φ, ψ in rad, times, checkpoint), DIR/umbrella.json (run manifest),
 DIR/results.json (F(φ) with errors, αL population ± error, both halves, settings, versions, wall time) and
@@ -18,81 +21,87 @@ DIR/free_energy.png. Rerunning the same command resumes at the first unfinished 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from boltzflow.commands.md_options import int_at_least, non_negative_float, positive_float, writable_dir
 from boltzflow.errors import BoltzflowError
 
-HELP = "umbrella sampling along alanine dipeptide's φ + MBAR: F(φ) and the αL population with an error bar"
+HELP = "umbrella sampling along a backbone φ + MBAR: F(φ) and the αL population with an error bar"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("system", choices=("alanine-dipeptide",), help="the molecule (φ = C(ACE)-N-CA-C)")
+    p.add_argument("system", help="a registered molecule, e.g. alanine-dipeptide (φ = C(ACE)-N-CA-C)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory (created, or resumed)")
-    p.add_argument("--windows", type=int, default=36, help="number of windows over 360° (default: 36)")
-    p.add_argument(
-        "--ns-per-window", type=float, default=0.5, help="production per window, ns (default: 0.5)"
-    )
-    p.add_argument("--k", type=float, default=150.0, help="force constant, kJ/mol/rad^2 (default: 150)")
-    p.add_argument("--temperature", type=float, default=300.0, help="temperature, kelvin (default: 300)")
-    p.add_argument(
-        "--equilibrate-ps", type=float, default=20.0, help="discarded MD per window, ps (default: 20)"
-    )
-    p.add_argument(
-        "--solvent", choices=("obc", "vacuum"), default="obc", help="implicit solvent (default: obc)"
-    )
+    p.add_argument("--residue", type=int_at_least(0), default=0,
+                   help="which residue's φ to restrain, counted from 0 over the residues with φ and ψ (default: 0)")
+    p.add_argument("--windows", type=int_at_least(2), default=36, help="number of windows over 360° (default: 36)")
+    p.add_argument("--ns-per-window", type=positive_float, default=0.5,
+                   help="production per window, ns (default: 0.5)")
+    p.add_argument("--k", type=positive_float, default=150.0, help="force constant, kJ/mol/rad^2 (default: 150)")
+    p.add_argument("--temperature", type=positive_float, default=None,
+                   help="temperature, kelvin (default: the system's)")
+    p.add_argument("--equilibrate-ps", type=non_negative_float, default=20.0,
+                   help="discarded MD per window, ps (default: 20)")
+    p.add_argument("--solvent", choices=("obc", "vacuum"), default=None,
+                   help="implicit solvent or vacuum variant of the system (default: the system's own)")
     p.add_argument("--platform", choices=("Reference", "CPU"), default="Reference", help="OpenMM platform")
-    p.add_argument("--seed", type=int, default=0, help="base seed of the window seeds (default: 0)")
-    p.add_argument("--bins", type=int, default=72, help="bins of F(φ) over 360° (default: 72)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="base seed of the window seeds (default: 0)")
+    p.add_argument("--bins", type=int_at_least(4), default=72, help="bins of F(φ) over 360° (default: 72)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    from boltzflow.energies.openmm_system import SOLVENTS, alanine_dipeptide_pdb, kt_kj_per_mol
+    from boltzflow.commands.simulate import md_system
+    from boltzflow.energies.openmm_system import kt_kj_per_mol
     from boltzflow.eval.free_energy import population_halves, umbrella_mbar
-    from boltzflow.samplers.umbrella import MANIFEST, UmbrellaConfig, load_windows, run_umbrella
-    from boltzflow.systems.alanine import backbone_dihedral_indices
+    from boltzflow.samplers.umbrella import UmbrellaConfig, load_windows, run_umbrella
+    from boltzflow.samplers.umbrella_files import read_manifest
 
-    if args.bins < 4:
-        raise BoltzflowError(f"--bins must be >= 4, got {args.bins}")
-    phi_atoms, psi_atoms = backbone_dihedral_indices()
+    out = writable_dir(args.out, "--out")
+    system = md_system(args.system, args.solvent)
+    dihedrals = system.backbone_dihedrals() if callable(getattr(system, "backbone_dihedrals", None)) else []
+    if args.residue >= len(dihedrals):
+        raise BoltzflowError(f"--residue {args.residue}: {args.system} has {len(dihedrals)} residue(s) with "
+                             f"backbone φ and ψ ({', '.join(d[0] for d in dihedrals) or 'none'})")
+    label, phi_atoms, psi_atoms = dihedrals[args.residue]
+    molecule = system.molecule("HBonds")
     config = UmbrellaConfig(
-        pdb_path=str(alanine_dipeptide_pdb()),
-        forcefield=tuple(SOLVENTS[args.solvent]),
-        restrained_atoms=phi_atoms,
-        extra_atoms=psi_atoms,
+        pdb_path=str(molecule.pdb_path),
+        forcefield=tuple(molecule.forcefield),
+        restrained_atoms=tuple(phi_atoms),
+        extra_atoms=tuple(psi_atoms),
         n_windows=args.windows,
         ns_per_window=args.ns_per_window,
         k_kj_per_mol_rad2=args.k,
-        temperature_kelvin=args.temperature,
+        temperature_kelvin=args.temperature or float(system.temperature_kelvin),
         equilibrate_ps=args.equilibrate_ps,
         seed=args.seed,
         platform=args.platform,
     )
+    config.validate()
     command = shlex.join(["boltzflow", *sys.argv[1:]]) if "umbrella" in sys.argv else "boltzflow umbrella"
-    done = run_umbrella(config, args.out, command=command, progress=not args.no_progress)
+    done = run_umbrella(config, out, command=command, progress=not args.no_progress, molecule=molecule)
     start = time.perf_counter()
-    windows = load_windows(args.out, config.frames_per_window)
+    windows = load_windows(out, config.frames_per_window)
     k_kt = config.k_kj_per_mol_rad2 / kt_kj_per_mol(config.temperature_kelvin)
     full = umbrella_mbar(windows.theta, windows.theta0, k_kt, n_bins=args.bins)
     halves = population_halves(windows.theta, windows.theta0, k_kt)
-    manifest = json.loads((Path(args.out) / MANIFEST).read_text())
-    results = _results(config, full, halves, manifest, command, time.perf_counter() - start)
+    info = {"system": args.system, "restrained": f"phi of {label}", "command": command}
+    results = _results(config, full, halves, read_manifest(out), info, time.perf_counter() - start)
     from boltzflow.io import save_json
     from boltzflow.plots import save
 
-    save_json(Path(args.out) / "results.json", results)
-    save(_figure(full, kt_kj_per_mol(config.temperature_kelvin)), Path(args.out) / "free_energy.png")
+    save_json(out / "results.json", results)
+    save(_figure(full, kt_kj_per_mol(config.temperature_kelvin), f"{args.system} ({label})"), out / "free_energy.png")
     p, e = full.alpha_l_population, full.alpha_l_population_err
     print(
-        f"{args.out}: {config.n_windows} windows x {config.ns_per_window:g} ns "
+        f"{out}: {config.n_windows} windows x {config.ns_per_window:g} ns "
         f"({done.new_frames} new frames); "
         f"alphaL population (0 < phi < 120 deg) = {p:.4f} +- {e:.4f}; "
         f"halves {halves[0].alpha_l_population:.4f}, "
@@ -122,7 +131,7 @@ def _population(r: Any) -> dict[str, Any]:
     }
 
 
-def _results(config: Any, full: Any, halves: Any, manifest: dict, command: str, analysis_s: float) -> dict:
+def _results(config: Any, full: Any, halves: Any, manifest: dict, info: dict, analysis_s: float) -> dict:
     import openmm
 
     import boltzflow
@@ -130,8 +139,9 @@ def _results(config: Any, full: Any, halves: Any, manifest: dict, command: str, 
 
     return {
         "format": "boltzflow-umbrella-results-1",
-        "command": command,
-        "system": "alanine-dipeptide",
+        "command": info["command"],
+        "system": info["system"],
+        "restrained": info["restrained"],
         "method": "umbrella sampling along phi (harmonic, periodic distance) + MBAR (pymbar), windows "
         "thinned "
         "to their statistical inefficiency; errors are MBAR asymptotic standard errors",
@@ -164,7 +174,7 @@ def _centres(config: Any) -> np.ndarray:
     return window_centers(config.n_windows)
 
 
-def _figure(r: Any, kt_kj: float) -> Any:
+def _figure(r: Any, kt_kj: float, title: str) -> Any:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 3.6))
@@ -180,6 +190,6 @@ def _figure(r: Any, kt_kj: float) -> Any:
     ax.set_xlabel("φ (degrees)")
     ax.set_ylabel("F(φ) (kJ/mol)")
     p, e = r.alpha_l_population, r.alpha_l_population_err
-    ax.set_title(f"alanine dipeptide, αL population {p:.4f} ± {e:.4f}", fontsize=10)
+    ax.set_title(f"{title}, αL population {p:.4f} ± {e:.4f}", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     return fig

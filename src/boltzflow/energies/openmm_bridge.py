@@ -195,15 +195,24 @@ class OpenMMEnergy(Energy):
             energies, shape (n,), kJ/mol, and forces, shape (n, n_atoms, 3), kJ/mol/nm; float64.
 
         Raises:
-            ValueError: wrong shape or non-finite positions.
+            ValueError: wrong shape, non-finite positions, or a non-finite energy or force (the message names
+                the first such configuration).
         """
         xyz = np.asarray(xyz, dtype=np.float64)
         if xyz.ndim != 3 or xyz.shape[1:] != (self.n_atoms, 3):
             raise ValueError(f"expected positions of shape (n, {self.n_atoms}, 3) in nm, got {xyz.shape}")
         if not np.isfinite(xyz).all():
             raise ValueError("positions contain NaN or inf; OpenMM energies need finite coordinates")
-        if self._local is not None:
-            return self._local(xyz)
+        energies, forces = self._local(xyz) if self._local is not None else self._evaluate_in_workers(xyz)
+        bad = np.flatnonzero(~(np.isfinite(energies) & np.isfinite(forces).all(axis=(1, 2))))
+        if bad.size:
+            raise ValueError(
+                f"OpenMM gave a non-finite energy or force for configuration {bad[0]} ({bad.size} of {len(xyz)}"
+                " bad; overlapping atoms?); check those positions"
+            )
+        return energies, forces
+
+    def _evaluate_in_workers(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self._workers:
             raise RuntimeError("this OpenMMEnergy is closed; create a new one")
         parts = [p for p in np.array_split(xyz, len(self._workers)) if len(p)]

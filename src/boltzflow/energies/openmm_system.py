@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +53,36 @@ class Molecule:
         return int(self.positions.shape[0])
 
 
+def read_pdb(path: str | Path) -> Any:
+    """``openmm.app.PDBFile`` of ``path`` with at least one atom and finite coordinates.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist or is a directory.
+        ValueError: the file is not a PDB OpenMM can read, or holds no atoms (one line naming the file).
+    """
+    import openmm.app as app
+    import openmm.unit as unit
+
+    path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"PDB file expected, got the directory {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"PDB file not found: {path}")
+    try:
+        with open(path) as fh:  # PDBFile(path) leaves its file open when parsing fails
+            pdb = app.PDBFile(fh)
+        n_atoms = pdb.topology.getNumAtoms()
+        xyz = np.asarray(pdb.positions.value_in_unit(unit.nanometer), dtype=np.float64) if n_atoms else None
+    except Exception as err:  # OpenMM's parser raises IndexError, ValueError, AttributeError, UnicodeError...
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path} is not a PDB file OpenMM can read ({detail})") from None
+    if n_atoms == 0:
+        raise ValueError(f"{path} holds no ATOM/HETATM records: give a PDB with the molecule's atoms")
+    if xyz.shape != (n_atoms, 3) or not np.isfinite(xyz).all():
+        raise ValueError(f"{path} has missing or non-finite coordinates")
+    return pdb
+
+
 def build_molecule(
     pdb_path: str | Path,
     forcefield: Sequence[str] = SOLVENTS["obc"],
@@ -67,19 +98,18 @@ def build_molecule(
         add_hydrogens: run ``Modeller.addHydrogens`` first (for heavy-atom-only PDBs).
 
     Raises:
-        FileNotFoundError: the PDB does not exist.
-        ValueError: unknown constraints option or a force field OpenMM cannot apply.
+        FileNotFoundError: the PDB does not exist (or is a directory).
+        ValueError: unknown constraints option, a file that is not a PDB with atoms, or a force field OpenMM
+            cannot apply.
     """
     import openmm.app as app
     import openmm.unit as unit
 
-    path = Path(pdb_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"PDB file not found: {path}")
     cons = {"hbonds": app.HBonds, "none": None}
     if constraints.lower() not in cons:
         raise ValueError(f"constraints must be 'HBonds' or 'none', got {constraints!r}")
-    pdb = app.PDBFile(str(path))
+    path = Path(pdb_path)
+    pdb = read_pdb(path)
     try:
         ff = app.ForceField(*forcefield)
     except Exception as err:  # OpenMM raises ValueError/OSError with long messages

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -70,8 +71,14 @@ def load_dataset(path: str | Path) -> MDDataset:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dataset not found: {path}")
-    with np.load(path) as f:
-        data = {k: f[k] for k in f.files}
+    try:
+        with open(path, "rb") as fh:  # np.load leaks its own handle when the zip is truncated (numpy 2.x)
+            data = load_npz(fh)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a readable dataset .npz ({str(err).splitlines()[0]})") from None
+    missing = sorted({"xyz", "energy_kj", "forces_kj", "replica", "time_ps", "temperature_kelvin"} - set(data))
+    if missing:
+        raise ValueError(f"{path} is not a dataset written by pack_simulation: it lacks {missing}")
     prov_path = path.with_suffix(".json")
     provenance = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
     return MDDataset(
@@ -117,8 +124,9 @@ def load_simulation(run_dir: str | Path, complete_only: bool = False) -> MDDatas
                 f"replica {r} of {run}: frame times are not contiguous; delete its chunks and resume"
             )
         if complete_only and len(times) < per_replica:
+            why = f" (the run diverged: {prov['error']})" if prov.get("status") == "diverged" else ""
             raise ValueError(
-                f"replica {r} of {run} has {len(times)}/{per_replica} frames; resume the run first"
+                f"replica {r} of {run} has {len(times)}/{per_replica} frames; resume the run first{why}"
             )
         for key in ("xyz", "energy_kj", "forces_kj"):
             parts[key] += [c[key] for c in chunks]

@@ -23,9 +23,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
-
-from boltzflow.errors import BoltzflowError
 from boltzflow.io import load_npz, save_json, save_npz
 from boltzflow.samplers.md_files import (
     PROVENANCE,
@@ -38,6 +35,18 @@ from boltzflow.samplers.md_files import (
     record,
     write_topology,
     write_xtc,
+)
+from boltzflow.samplers.openmm_run import (
+    Langevin,
+    NonFiniteError,
+    checkpoint,
+    non_negative,
+    open_context,
+    positive,
+    restore,
+    run_frames,
+    start,
+    whole,
 )
 
 
@@ -77,16 +86,20 @@ class MDConfig:
     minimize: bool = field(default=True)
 
     @property
+    def langevin(self) -> Langevin:
+        return Langevin(self.temperature_kelvin, self.friction_per_ps, self.timestep_fs)
+
+    @property
     def steps_per_frame(self) -> int:
-        return _whole(self.save_every_ps * 1000.0 / self.timestep_fs, "--save-every-ps / --timestep-fs")
+        return whole(self.save_every_ps * 1000.0 / self.timestep_fs, "--save-every-ps / --timestep-fs")
 
     @property
     def frames_per_chunk(self) -> int:
-        return _whole(self.chunk_ps / self.save_every_ps, "--chunk-ps / --save-every-ps")
+        return whole(self.chunk_ps / self.save_every_ps, "--chunk-ps / --save-every-ps")
 
     @property
     def frames_per_replica(self) -> int:
-        return _whole(self.ns * 1000.0 / self.save_every_ps, "--ns * 1000 / --save-every-ps")
+        return whole(self.ns * 1000.0 / self.save_every_ps, "--ns * 1000 / --save-every-ps")
 
     @property
     def n_chunks(self) -> int:
@@ -97,16 +110,15 @@ class MDConfig:
         return min(self.frames_per_chunk, self.frames_per_replica - chunk * self.frames_per_chunk)
 
     def validate(self) -> None:
-        """Raise a one-line ValueError for inconsistent settings."""
-        for name in ("temperature_kelvin", "timestep_fs", "save_every_ps", "ns", "chunk_ps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.friction_per_ps < 0 or self.equilibrate_ps < 0:
-            raise ValueError("friction and equilibration time must be non-negative")
-        if self.replicas < 1:
-            raise ValueError(f"replicas must be >= 1, got {self.replicas}")
+        """Raise a one-line ValueError naming the first setting that is out of range or inconsistent."""
+        self.langevin.validate()
+        for name in ("save_every_ps", "ns", "chunk_ps"):
+            positive(getattr(self, name), name)
+        non_negative(self.equilibrate_ps, "equilibrate_ps")
+        if not (isinstance(self.replicas, int) and self.replicas >= 1):
+            raise ValueError(f"replicas must be an integer >= 1, got {self.replicas!r}")
         if not Path(self.pdb_path).is_file():
-            raise FileNotFoundError(f"PDB file not found: {self.pdb_path}")
+            raise FileNotFoundError(f"PDB file not found (or not a file): {self.pdb_path}")
         _ = self.steps_per_frame, self.frames_per_chunk, self.frames_per_replica
 
     def identity(self) -> dict[str, Any]:
@@ -135,6 +147,7 @@ def simulate(
     command: str = "",
     progress: bool = True,
     force: bool = False,
+    molecule: Any = None,
 ) -> SimulationResult:
     """Run (or resume) all replicas of ``config`` into ``out_dir``.
 
@@ -144,16 +157,21 @@ def simulate(
         command: command line recorded in the provenance.
         progress: show a tqdm bar with ns/day.
         force: delete an existing run in ``out_dir`` (finished or not) and start again.
+        molecule: the :class:`~boltzflow.energies.openmm_system.Molecule` to simulate, e.g. a registered
+            system's ``molecule(config.constraints)``; default: built from ``config``'s PDB and force field.
 
     Raises:
-        BoltzflowError: ``out_dir`` holds a different run or files that are not a run.
+        BoltzflowError: ``out_dir`` holds a different run or files that are not a run, or the simulation
+            diverged (then the chunks before the bad frame are kept and the provenance says where it failed).
+        ValueError: bad settings, an unreadable PDB or a force field that does not fit it.
     """
     from boltzflow.energies.openmm_system import build_molecule
 
     config.validate()
+    if molecule is None:
+        molecule = build_molecule(config.pdb_path, config.forcefield, config.constraints)
     out = Path(out_dir)
     prov = prepare_dir(out, config, force)
-    molecule = build_molecule(config.pdb_path, config.forcefield, config.constraints)
     if prov is None:
         plat = config.platform
         if plat == "auto":
@@ -169,104 +187,63 @@ def simulate(
     done = [min(complete_chunks(out, r), config.n_chunks) for r in range(config.replicas)]
     done_frames = sum(sum(config.chunk_frames(c) for c in range(d)) for d in done)
     total = config.replicas * config.frames_per_replica
-    start, new_frames = time.perf_counter(), 0
+    t0, new_frames = time.perf_counter(), 0
     bar = _progress_bar(total, done_frames, progress)
     ps_per_frame = config.save_every_ps
     try:
         for r, seed in enumerate(prov["replica_seeds"]):
             for n in _run_replica(out, r, seed, prov["platform"], molecule, config, bar):
                 new_frames += n
-                elapsed = time.perf_counter() - start
+                elapsed = time.perf_counter() - t0
                 rate = new_frames * ps_per_frame / 1000.0 / max(elapsed, 1e-9) * 86400.0
                 bar.set_postfix_str(f"replica {r}, {rate:.0f} ns/day")
                 record(prov, out, elapsed, new_frames, rate, config)
+    except NonFiniteError as err:
+        prov["status"], prov["error"] = "diverged", str(err)
+        elapsed = time.perf_counter() - t0
+        record(prov, out, elapsed, new_frames, new_frames * ps_per_frame / 1000.0 / max(elapsed, 1e-9) * 86400.0,
+               config)
+        raise
     finally:
         bar.close()
-    elapsed = time.perf_counter() - start
+    prov.pop("error", None)
+    elapsed = time.perf_counter() - t0
     rate = new_frames * ps_per_frame / 1000.0 / max(elapsed, 1e-9) * 86400.0
     prov["status"] = "complete"
     record(prov, out, elapsed, new_frames, rate, config)
     return SimulationResult(out, config.frames_per_replica, new_frames, elapsed, rate)
 
 
-def _whole(value: float, what: str) -> int:
-    n = int(round(value))
-    if n < 1 or abs(n - value) > 1e-6 * max(1.0, value):
-        raise ValueError(f"{what} must be a positive whole number, got {value:g}")
-    return n
-
-
 def _run_replica(
     out: Path, r: int, seed: int, platform_name: str, molecule: Any, config: MDConfig, bar: Any
 ) -> Iterator[int]:
-    """Simulate and save the missing chunks of replica ``r`` (yields each one's frame count), then its XTC."""
-    done = min(complete_chunks(out, r), config.n_chunks)
+    """Simulate and save the missing chunks of replica ``r`` (yields each one's frame count), then its XTC.
+
+    Raises:
+        NonFiniteError: the replica diverged; the message names the frame, its time and the chunks kept.
+    """
+    c = done = min(complete_chunks(out, r), config.n_chunks)
     if done < config.n_chunks:
-        context = _context(molecule, config, platform_name, seed)
-        if done == 0:
-            _equilibrate(context, molecule, config, seed)
-        else:
-            context.loadCheckpoint(load_npz(chunk_path(out, r, done - 1), ["checkpoint"])["checkpoint"].tobytes())
-        for c in range(done, config.n_chunks):
-            chunk = _run_chunk(context, config, config.chunk_frames(c), bar)
-            save_npz(chunk_path(out, r, c), **chunk)
-            yield len(chunk["time_ps"])
+        label = f"replica {r}"
+        try:
+            context = open_context(molecule.system, config.langevin, platform_name, seed)
+            if done == 0:
+                start(context, molecule.positions, config.langevin, seed, minimize=config.minimize,
+                      equilibrate_ps=config.equilibrate_ps, label=label)
+            else:
+                restore(context, load_npz(chunk_path(out, r, done - 1), ["checkpoint"])["checkpoint"])
+            for c in range(done, config.n_chunks):
+                frames = run_frames(context, config.chunk_frames(c), config.steps_per_frame, forces=True,
+                                    first_frame=c * config.frames_per_chunk, label=label,
+                                    on_frame=lambda: bar.update(1))
+                save_npz(chunk_path(out, r, c), xyz=frames.xyz, energy_kj=frames.energy_kj,
+                         forces_kj=frames.forces_kj, time_ps=frames.time_ps, checkpoint=checkpoint(context))
+                yield len(frames.time_ps)
+        except NonFiniteError as err:
+            first = c * config.frames_per_chunk
+            kept = f"chunks 0-{c - 1} (frames 0-{first - 1}) are kept" if c else "no chunk was written"
+            raise NonFiniteError(f"{err}; {kept} in {out / f'replica-{r:02d}'}", err.frame, err.time_ps) from None
     write_xtc(out, r, molecule)
-
-
-def _context(molecule: Any, config: MDConfig, platform_name: str, seed: int) -> Any:
-    import openmm
-    import openmm.unit as unit
-
-    integrator = openmm.LangevinMiddleIntegrator(
-        config.temperature_kelvin * unit.kelvin,
-        config.friction_per_ps / unit.picosecond,
-        config.timestep_fs * unit.femtosecond,
-    )
-    integrator.setRandomNumberSeed(seed)
-    try:
-        plat = openmm.Platform.getPlatformByName(platform_name)
-    except Exception:
-        raise BoltzflowError(
-            f"OpenMM platform {platform_name!r} is not available; use Reference or CPU"
-        ) from None
-    return openmm.Context(molecule.system, integrator, plat)
-
-
-def _equilibrate(context: Any, molecule: Any, config: MDConfig, seed: int) -> None:
-    """Minimise, draw velocities, run the discarded equilibration, then reset the clock to t = 0."""
-    import openmm
-
-    context.setPositions(molecule.positions)
-    context.applyConstraints(1e-8)
-    if config.minimize:
-        openmm.LocalEnergyMinimizer.minimize(context, 1.0, 1000)
-    context.setVelocitiesToTemperature(config.temperature_kelvin, seed)
-    n_steps = int(round(config.equilibrate_ps * 1000.0 / config.timestep_fs))
-    if n_steps:
-        context.getIntegrator().step(n_steps)
-    context.setTime(0.0)
-    context.setStepCount(0)
-
-
-def _run_chunk(context: Any, config: MDConfig, n_frames: int, bar: Any) -> dict[str, np.ndarray]:
-    import openmm.unit as unit
-
-    n_atoms = context.getSystem().getNumParticles()
-    xyz = np.empty((n_frames, n_atoms, 3))
-    forces = np.empty((n_frames, n_atoms, 3))
-    energy, times = np.empty(n_frames), np.empty(n_frames)
-    integrator = context.getIntegrator()
-    for i in range(n_frames):
-        integrator.step(config.steps_per_frame)
-        state = context.getState(getPositions=True, getEnergy=True, getForces=True)
-        xyz[i] = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        forces[i] = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
-        energy[i] = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        times[i] = state.getTime().value_in_unit(unit.picosecond)
-        bar.update(1)
-    checkpoint = np.frombuffer(context.createCheckpoint(), dtype=np.uint8)
-    return {"xyz": xyz, "energy_kj": energy, "forces_kj": forces, "time_ps": times, "checkpoint": checkpoint}
 
 
 def _progress_bar(total: int, initial: int, enabled: bool) -> Any:

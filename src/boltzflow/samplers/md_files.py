@@ -50,7 +50,12 @@ def prepare_dir(out: Path, config: MDConfig, force: bool) -> dict[str, Any] | No
     if out.exists() and not out.is_dir():
         raise BoltzflowError(f"--out {out} is a file; give a directory")
     if prov_path.is_file():
-        prov = json.loads(prov_path.read_text())
+        try:
+            prov = json.loads(prov_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise BoltzflowError(f"{prov_path} is not valid JSON ({err}); restore it or use another --out") from None
+        if not isinstance(prov, dict) or not isinstance(prov.get("config"), dict):
+            raise BoltzflowError(f"{prov_path} is not a boltzflow simulate provenance (no 'config' table)")
         if force:
             clear_run(out, prov)
             return None

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from boltzflow.errors import BoltzflowError
+from boltzflow.samplers.openmm_run import Langevin, non_negative, open_context, positive, run_frames, start
 
 
 def short_runs(
@@ -48,10 +49,9 @@ def short_runs(
         positions, shape (n_runs * frames_per_run, n_atoms, 3), nm, ordered by run, then time.
 
     Raises:
-        BoltzflowError: bad shapes, non-finite starts, or an unavailable platform.
+        BoltzflowError: bad shapes, non-finite starts, a setting out of range, an unavailable platform, or a
+            run that diverged (:class:`~boltzflow.samplers.openmm_run.NonFiniteError`, naming run and frame).
     """
-    import openmm
-    import openmm.unit as unit
     from tqdm.auto import tqdm
 
     starts = np.asarray(starts, dtype=np.float64)
@@ -60,37 +60,22 @@ def short_runs(
         raise BoltzflowError(f"starts must have shape (n_runs >= 1, {n_atoms}, 3), got {starts.shape}")
     if not np.isfinite(starts).all():
         raise BoltzflowError("starts hold non-finite positions")
-    if frames_per_run < 1:
-        raise BoltzflowError(f"frames_per_run must be >= 1, got {frames_per_run}")
-    for name, value in (("temperature_kelvin", temperature_kelvin), ("save_every_ps", save_every_ps),
-                        ("timestep_fs", timestep_fs)):
-        if not value > 0:
-            raise BoltzflowError(f"{name} must be positive, got {value}")
-    if not (equilibrate_ps >= 0 and friction_per_ps >= 0):
-        raise BoltzflowError(
-            f"equilibrate_ps and friction_per_ps must be >= 0, got {equilibrate_ps}, {friction_per_ps}"
-        )
-    steps_per_frame = max(1, int(round(save_every_ps * 1000.0 / timestep_fs)))
-    equil_steps = int(round(equilibrate_ps * 1000.0 / timestep_fs))
+    if not (isinstance(frames_per_run, int | np.integer) and frames_per_run >= 1):
+        raise BoltzflowError(f"frames_per_run must be an integer >= 1, got {frames_per_run!r}")
+    langevin = Langevin(temperature_kelvin, friction_per_ps, timestep_fs)
     try:
-        plat = openmm.Platform.getPlatformByName(platform)
-    except Exception:
-        raise BoltzflowError(f"OpenMM platform {platform!r} is not available; use Reference or CPU") from None
+        langevin.validate()
+        positive(save_every_ps, "save_every_ps")
+        non_negative(equilibrate_ps, "equilibrate_ps")
+    except ValueError as err:
+        raise BoltzflowError(str(err)) from None
+    steps_per_frame = max(1, langevin.steps(save_every_ps))
     out = np.empty((len(starts), frames_per_run, n_atoms, 3))
     for i in tqdm(range(len(starts)), desc="seed MD", disable=not progress, leave=False):
-        integrator = openmm.LangevinMiddleIntegrator(
-            temperature_kelvin * unit.kelvin, friction_per_ps / unit.picosecond, timestep_fs * unit.femtosecond
-        )
-        integrator.setRandomNumberSeed(seed + i + 1)  # OpenMM reads seed 0 as "pick one at random"
-        context = openmm.Context(system, integrator, plat)
-        context.setPositions(starts[i] * unit.nanometer)
-        context.applyConstraints(1e-8)
-        context.setVelocitiesToTemperature(temperature_kelvin * unit.kelvin, seed + i + 1)
-        if equil_steps:
-            integrator.step(equil_steps)
-        for f in range(frames_per_run):
-            integrator.step(steps_per_frame)
-            state = context.getState(getPositions=True)
-            out[i, f] = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        del context, integrator
+        run_seed = seed + i + 1  # OpenMM reads seed 0 as "pick one at random"
+        context = open_context(system, langevin, platform, run_seed)
+        label = f"seeding run {i} (seed {run_seed})"
+        start(context, starts[i], langevin, run_seed, minimize=False, equilibrate_ps=equilibrate_ps, label=label)
+        out[i] = run_frames(context, frames_per_run, steps_per_frame, label=label).xyz
+        del context
     return out.reshape(-1, n_atoms, 3)
