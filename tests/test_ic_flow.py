@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from boltzflow.flows.core import Compose
+from boltzflow.flows.elementwise import CircularRQSpline, RQSpline
 from boltzflow.flows.ic_flow import (
     ICBase,
     ICStats,
-    MixedSplineCoupling,
     build_ic_spline,
+    ic_coupling,
     ic_spline_flow,
     ic_spline_spec,
     ic_statistics,
@@ -71,7 +72,8 @@ def test_latent_to_internal_invertible_with_exact_logdets():
 def test_single_coupling_matches_autograd(circular):
     periodic = torch.tensor([True, True, False, False, False])
     idx_b = torch.tensor([0, 1]) if circular else torch.tensor([2, 4])
-    layer = MixedSplineCoupling(periodic, idx_b, hidden=(8,), bins=4, tail_bound=2.0).double()
+    spline = CircularRQSpline(4) if circular else RQSpline(4, 2.0)
+    layer = ic_coupling(periodic, idx_b, spline, hidden=(8,), activation="silu").double()
     with torch.no_grad():
         for p in layer.parameters():
             p.normal_(0, 0.7)
@@ -154,7 +156,7 @@ def test_spec_round_trip_rebuilds_the_same_flow():
 def test_bad_inputs_raise():
     periodic = torch.tensor([True, False, False])
     with pytest.raises(ValueError, match="all periodic"):
-        MixedSplineCoupling(periodic, torch.tensor([0, 1]))
+        ic_coupling(periodic, torch.tensor([0, 1]), RQSpline(), (8,), "silu")
     with pytest.raises(ValueError, match="stats must have shape"):
         ic_spline_flow(build_zmatrix(BRANCHED, 6), ICStats(torch.zeros(3), torch.ones(3)))
 
