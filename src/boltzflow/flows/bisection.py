@@ -71,20 +71,17 @@ def grid_search(
     """
     grid_params = tuple(p.unsqueeze(-2) for p in params)
     inner = torch.arange(1, bins, dtype=y.dtype, device=y.device) / bins
-    ends = torch.tensor([low, high], dtype=y.dtype, device=y.device).expand(*y.shape, 2)
-    f_ends = fn(ends, *grid_params)
-    x0, x1 = ends[..., :1], ends[..., 1:]
-    f0, f1 = f_ends[..., :1], f_ends[..., 1:]
     target = y.unsqueeze(-1)
+    lo, width = torch.full_like(target, low), (high - low)
     for _ in range(n_rounds(bins, tol)):
-        grid = torch.cat([x0, x0 + (x1 - x0) * inner, x1], dim=-1)
-        values = torch.cat([f0, fn(grid[..., 1:-1], *grid_params), f1], dim=-1)
-        left = ((values < target).sum(-1, keepdim=True) - 1).clamp(0, bins - 1)
-        x0, f0 = grid.gather(-1, left), values.gather(-1, left)
-        x1, f1 = grid.gather(-1, left + 1), values.gather(-1, left + 1)
+        below = (fn(lo + width * inner, *grid_params) < target).sum(-1, keepdim=True)
+        lo = lo + (width / bins) * below  # the bin [lo + w i / K, lo + w (i + 1) / K] where F crosses y
+        width = width / bins
+    ends = fn(torch.cat([lo, lo + width], dim=-1), *grid_params)
+    f0, f1 = ends[..., :1], ends[..., 1:]
     slope = f1 - f0
     frac = torch.where(slope > 0, (target - f0) / torch.where(slope > 0, slope, 1.0), 0.0).clamp(0.0, 1.0)
-    return (x0 + frac * (x1 - x0)).squeeze(-1)
+    return (lo + frac * width).squeeze(-1)
 
 
 class _Root(torch.autograd.Function):

@@ -56,12 +56,17 @@ def _clamped(z: Tensor) -> Tensor:
     return z.clamp(eps, 1 - eps)
 
 
+def _logit(z: Tensor, alpha: Tensor, power: int) -> Tensor:
+    """t = log rho(z) - log rho(1 - z), so that sigma(z) = sigmoid(t); z clamped into (0, 1)."""
+    zc = _clamped(z)
+    return alpha * ((1 - zc) ** -power - zc**-power)
+
+
 def _logit_and_slope(z: Tensor, alpha: Tensor, power: int) -> tuple[Tensor, Tensor]:
     """t = log rho(z) - log rho(1 - z) and log dt/dz, for z in (0, 1)."""
     zc = _clamped(z)
-    t = alpha * ((1 - zc) ** -power - zc**-power)
     log_dt = torch.log(alpha * power) + torch.log(zc ** -(power + 1) + (1 - zc) ** -(power + 1))
-    return t, log_dt
+    return _logit(z, alpha, power), log_dt
 
 
 def smooth_ramp(z: Tensor, alpha: Tensor | float, power: int = 1) -> Tensor:
@@ -82,39 +87,68 @@ def log_smooth_step_slope(z: Tensor, alpha: Tensor | float, power: int = 1) -> T
     return F.logsigmoid(t) + F.logsigmoid(-t) + log_dt
 
 
-def _admix(u: Tensor, g: Tensor, log_dg: Tensor | None, p: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+def _admix(u: Tensor, g: Tensor, log_dg: Tensor, p: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
     """Mixture over the last axis of components g (..., K) with log-slopes log_dg: F(u) and log F'(u)."""
     value = (p["w"] * ((1 - p["c"]) * g + p["c"] * u)).sum(-1)
-    if log_dg is None:
-        return value, None
-    log_slope = torch.logaddexp(p["log_1mc"] + log_dg, p["log_c"])
+    # logaddexp via logsumexp: torch's logaddexp backward, 1 / (1 + exp(b - a)), gives nan in double backward
+    # where a bump underflows (exp(b - a) = inf); logsumexp's exp(x - max) does not
+    log_1mc, log_c = torch.broadcast_tensors(p["log_1mc"] + log_dg, p["log_c"])
+    log_slope = torch.logsumexp(torch.stack([log_1mc, log_c]), dim=0)
     return value, torch.logsumexp(p["log_w"] + log_slope, dim=-1)
 
 
-def interval_mixture(u: Tensor, p: dict[str, Tensor], power: int, slope: bool = True) -> tuple[Tensor, Tensor | None]:
-    """F(u) and (with ``slope``) log F'(u) of the interval mixture; u in [0, 1], shape S; parameters S + (K,)."""
+def interval_mixture(u: Tensor, p: dict[str, Tensor], power: int) -> tuple[Tensor, Tensor]:
+    """F(u) and log F'(u) of the interval mixture; u in [0, 1], shape S; parameters S + (K,)."""
     ue, s, b, alpha = u.unsqueeze(-1), p["s"], p["b"], p["alpha"]
     step0, step1 = smooth_step(torch.stack([0.5 - s * b, s * (1 - b) + 0.5]), alpha, power)
     t, log_dt = _logit_and_slope(s * (ue - b) + 0.5, alpha, power)
     norm = step1 - step0
     g = (torch.sigmoid(t) - step0) / norm
-    if not slope:
-        return _admix(ue, g, None, p)
     log_dg = F.logsigmoid(t) + F.logsigmoid(-t) + log_dt + torch.log(s) - torch.log(norm)
     return _admix(ue, g, log_dg, p)
 
 
-def circle_mixture(u: Tensor, p: dict[str, Tensor], power: int, slope: bool = True) -> tuple[Tensor, Tensor | None]:
-    """F(u) and (with ``slope``) log F'(u) of the circle mixture; u in [0, 1], shape S; parameters S + (K,)."""
-    shifts = torch.tensor([-1.0, 0.0, 1.0], dtype=u.dtype, device=u.device)
+def _shifts(like: Tensor) -> Tensor:
+    return torch.tensor([-1.0, 0.0, 1.0], dtype=like.dtype, device=like.device)
+
+
+def circle_mixture(u: Tensor, p: dict[str, Tensor], power: int) -> tuple[Tensor, Tensor]:
+    """F(u) and log F'(u) of the circle mixture; u in [0, 1], shape S; parameters S + (K,)."""
+    shifts = _shifts(u)
     ue, s, b, alpha = u.unsqueeze(-1), p["s"].unsqueeze(-1), p["b"].unsqueeze(-1), p["alpha"].unsqueeze(-1)
     anchors = smooth_step(s * (shifts - b) + 0.5, alpha, power)
     t, log_dt = _logit_and_slope(s * ((ue - p["b"]).unsqueeze(-1) + shifts) + 0.5, alpha, power)
     g = (torch.sigmoid(t) - anchors).sum(-1)
-    if not slope:
-        return _admix(ue, g, None, p)
     log_dg = torch.logsumexp(F.logsigmoid(t) + F.logsigmoid(-t) + log_dt, dim=-1) + torch.log(p["s"])
     return _admix(ue, g, log_dg, p)
+
+
+def interval_linear_form(p: dict[str, Tensor], power: int) -> tuple[Tensor, ...]:
+    """(A, s, b, alpha, C, D) with F(u) = sum_k A_k sigma(s_k (u - b_k) + 1/2) + C u + D (interval)."""
+    s, b = p["s"], p["b"]
+    step0, step1 = smooth_step(torch.stack([0.5 - s * b, s * (1 - b) + 0.5]), p["alpha"], power)
+    a = p["w"] * (1 - p["c"]) / (step1 - step0)
+    return a, s, b, p["alpha"], (p["w"] * p["c"]).sum(-1, keepdim=True), -(a * step0).sum(-1, keepdim=True)
+
+
+def circle_linear_form(p: dict[str, Tensor], power: int) -> tuple[Tensor, ...]:
+    """(A, s, b, alpha, C, D) with F(u) = sum_k A_k sum_j sigma(s_k (u + j - b_k) + 1/2) + C u + D (circle)."""
+    s, b, alpha = p["s"], p["b"], p["alpha"]
+    anchors = smooth_step(s.unsqueeze(-1) * (_shifts(s) - b.unsqueeze(-1)) + 0.5, alpha.unsqueeze(-1), power)
+    a = p["w"] * (1 - p["c"])
+    return a, s, b, alpha, (p["w"] * p["c"]).sum(-1, keepdim=True), -(a * anchors.sum(-1)).sum(-1, keepdim=True)
+
+
+def interval_value(u: Tensor, a: Tensor, s: Tensor, b: Tensor, alpha: Tensor, c: Tensor, d: Tensor, power: int):
+    """F(u) from :func:`interval_linear_form` (the cheap form the bisection evaluates on its grids)."""
+    t = _logit(s * (u.unsqueeze(-1) - b) + 0.5, alpha, power)
+    return (a * torch.sigmoid(t)).sum(-1) + c[..., 0] * u + d[..., 0]
+
+
+def circle_value(u: Tensor, a: Tensor, s: Tensor, b: Tensor, alpha: Tensor, c: Tensor, d: Tensor, power: int):
+    """F(u) from :func:`circle_linear_form` (the cheap form the bisection evaluates on its grids)."""
+    z = s.unsqueeze(-1) * ((u.unsqueeze(-1) - b).unsqueeze(-1) + _shifts(u)) + 0.5
+    return (a * torch.sigmoid(_logit(z, alpha.unsqueeze(-1), power)).sum(-1)).sum(-1) + c[..., 0] * u + d[..., 0]
 
 
 def _check(components: int, power: int) -> None:
@@ -154,17 +188,15 @@ class _Mixture:
         if not inverse:
             value, log_slope = self._mixture(u, p, self.power)
             return value.clamp(0.0, 1.0), log_slope
-        power, mixture = self.power, self._mixture
+        circle = self._mixture is circle_mixture
+        form = (circle_linear_form if circle else interval_linear_form)(p, self.power)
+        value, power = (circle_value if circle else interval_value), self.power
 
-        def fn(x: Tensor, w: Tensor, b: Tensor, s: Tensor, c: Tensor, alpha: Tensor) -> Tensor:
-            return mixture(x, {"w": w, "b": b, "s": s, "c": c, "alpha": alpha}, power, slope=False)[0]
+        def fn(x: Tensor, *params: Tensor) -> Tensor:
+            return value(x, *params, power=power)
 
-        cost = self.components * (3 if mixture is circle_mixture else 1)
-        root = invert(fn, u, tuple(p[k] for k in _VALUE_KEYS), 0.0, 1.0, bins=bins, cost=cost)
-        return root, -mixture(root, p, power)[1]
-
-
-_VALUE_KEYS = ("w", "b", "s", "c", "alpha")
+        root = invert(fn, u, form, 0.0, 1.0, bins=bins, cost=self.components * (3 if circle else 1))
+        return root, -self._mixture(root, p, self.power)[1]
 
 
 class SmoothInterval(_Mixture, Elementwise):
