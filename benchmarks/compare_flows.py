@@ -74,9 +74,12 @@ def flow_modules(package: str) -> SimpleNamespace:
     return SimpleNamespace(**{m: importlib.import_module(f"{package}.flows.{m}") for m in ("realnvp", "spec")})
 
 
-def _shipped_spec() -> dict:
-    ckpt = torch.load(ROOT / "src/boltzflow/data/alanine-dipeptide-bg.pt", map_location="cpu", weights_only=False)
-    return ckpt["flow_spec"]
+def _shipped_spec() -> dict | None:
+    """Flow spec of the shipped alanine-dipeptide BG (our own file), or None when it is not stored as a .pt."""
+    path = ROOT / "src/boltzflow/data/alanine-dipeptide-bg.pt"
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)["flow_spec"]
 
 
 def models(base, new) -> list[tuple[str, object, object, Callable[[int], torch.Tensor]]]:
@@ -95,8 +98,10 @@ def models(base, new) -> list[tuple[str, object, object, Callable[[int], torch.T
                 {"kind": "circular_spline", "config": {"dim": 2, "n_layers": 6, "bins": 8, "hidden": [64, 64]}},
             ),
         ),
-        ("IC spline flow (alanine, 4 blocks, 8 bins, 128 x 128)", *spec_pair(base, new, _shipped_spec())),
     ]
+    spec = _shipped_spec()
+    if spec is not None:
+        rows.append(("IC spline flow (alanine, 4 blocks, 8 bins, 128 x 128)", *spec_pair(base, new, spec)))
     out = []
     for label, old, cur in rows:
         gen = torch.Generator().manual_seed(1)
@@ -154,12 +159,40 @@ def check_same(old, cur, data: torch.Tensor) -> float:
         return float((old.log_prob(data[:256]) - cur.log_prob(data[:256])).abs().max())
 
 
+def measure(label: str, old, cur, data: torch.Tensor, args: argparse.Namespace) -> list[tuple[str, float, str]]:
+    """Table rows ``(markdown, ratio, key)`` of one model: NLL step and sampling, old and current interleaved."""
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    tasks = [("NLL step, batch 256", nll_task(old, data[:256]), nll_task(cur, data[:256]), 3)]
+    tasks += [
+        (f"sample + log q, batch {n}", sample_task(old, n), sample_task(cur, n), 1 if n > 1024 else 4)
+        for n in (4096, 256)
+    ]
+    rows = []
+    for what, t_old, t_cur, inner in tasks:
+        if args.measure and not re.search(args.measure, what):
+            continue
+        times = interleaved([t_old, t_cur], args.repeats, inner, clock)
+        b, c = min(times[0]), min(times[1])
+        row = (
+            f"| {label} | {what} | {1e3 * b:.2f} ({1e3 * statistics.median(times[0]):.2f}) | "
+            f"{1e3 * c:.2f} ({1e3 * statistics.median(times[1]):.2f}) | {c / b:.3f} |"
+        )
+        print(row, file=sys.stderr, flush=True)
+        rows.append((row, c / b, f"{label} / {what}"))
+    return rows
+
+
+def _short(ref: str) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="main", help="git ref of the old code (default main)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", default="", help="regex on the row labels")
+    parser.add_argument("--measure", default="", help="regex on the measures (NLL step, sample + log q, ...)")
     parser.add_argument(
         "--clock",
         choices=("cpu", "wall"),
@@ -169,43 +202,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    lines = [
+        f"A/B: base `{args.base}` ({_short(args.base)}) vs current ({_short('HEAD')}, working tree), float32, "
+        f"{args.threads} thread(s), {args.repeats} interleaved repeats, {args.clock} time; best (median) in ms; "
+        f"ratio = current best / base best. Load average at start: {os.getloadavg()[0]:.1f}.",
+        "",
+        "| model | measure | base ms | current ms | ratio |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    summary = {}
     with tempfile.TemporaryDirectory() as tmp:
         extract_base(args.base, Path(tmp))
         sys.path.insert(0, tmp)
-        base, new = flow_modules("boltzflow_base"), flow_modules("boltzflow")
-        commit = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=ROOT, capture_output=True, text=True)
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        lines = [
-            f"A/B: base `{args.base}` ({commit.stdout.strip()}) vs current ({head.stdout.strip()}, working tree), "
-            f"float32, {args.threads} thread(s), {args.repeats} interleaved repeats, {args.clock} time; "
-            "best (median) in ms; "
-            f"ratio = current best / base best. Load average at start: {os.getloadavg()[0]:.1f}.",
-            "",
-            "| model | measure | base ms | current ms | ratio |",
-            "| --- | --- | ---: | ---: | ---: |",
-        ]
-        summary = {}
-        for label, old, cur, data in models(base, new):
+        for label, old, cur, data in models(flow_modules("boltzflow_base"), flow_modules("boltzflow")):
             if args.only and not re.search(args.only, label):
                 continue
-            diff = check_same(old, cur, data)
-            measures = [("NLL step, batch 256", nll_task(old, data[:256]), nll_task(cur, data[:256]), 3)]
-            measures += [
-                (f"sample + log q, batch {n}", sample_task(old, n), sample_task(cur, n), 1 if n > 1024 else 4)
-                for n in (4096, 256)
-            ]
-            for what, t_old, t_cur, inner in measures:
-                clock = time.process_time if args.clock == "cpu" else time.perf_counter
-                times = interleaved([t_old, t_cur], args.repeats, inner, clock)
-                b, c = min(times[0]), min(times[1])
-                lines.append(
-                    f"| {label} | {what} | {1e3 * b:.2f} ({1e3 * statistics.median(times[0]):.2f}) | "
-                    f"{1e3 * c:.2f} ({1e3 * statistics.median(times[1]):.2f}) | {c / b:.3f} |"
-                )
-                summary[f"{label} / {what}"] = c / b
-                print(lines[-1], file=sys.stderr, flush=True)
-            lines.append(f"| {label} | max abs log q difference, 256 points | | | {diff:.1e} |")
-        lines += ["", f"Load average at the end: {os.getloadavg()[0]:.1f}.", ""]
+            for row, ratio, key in measure(label, old, cur, data, args):
+                lines.append(row)
+                summary[key] = ratio
+            lines.append(f"| {label} | max abs log q difference, 256 points | | | {check_same(old, cur, data):.1e} |")
+    lines += ["", f"Load average at the end: {os.getloadavg()[0]:.1f}.", ""]
     text = "\n".join(lines)
     print(text)
     print(json.dumps(summary, indent=1), file=sys.stderr)
