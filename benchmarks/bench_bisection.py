@@ -97,7 +97,7 @@ def run(quick: bool = False) -> str:
             cells = " | ".join(f"{1e3 * t:.1f}" if ok else "-" for t, ok in zip(cells_t, fits, strict=True))
             lines.append(
                 f"| {dim} | {'fwd+bwd' if backward else 'fwd'} | {cells} | {best_k} | "
-                f"{choose_bins(n_roots, COMPONENTS)} | {1e3 * times[-1]:.1f} |"
+                f"{choose_bins(n_roots, COMPONENTS, 'cpu')} | {1e3 * times[-1]:.1f} |"
             )
     lines += [
         "",

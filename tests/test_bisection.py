@@ -35,8 +35,10 @@ def test_rounds_and_bins():
     assert n_rounds(2, 1e-10) == 34 and n_rounds(101, 1e-6) == 3  # the bracket shrinks by K per round
     sizes = [1, 10, 100, 1_000, 10_000, 1_000_000]
     chosen = [choose_bins(n) for n in sizes]
-    assert chosen == sorted(chosen, reverse=True) and chosen[0] == 256 and chosen[-1] == 4
+    assert chosen == sorted(chosen, reverse=True) and chosen[0] == 256 and chosen[-1] == 2
     assert choose_bins(100, cost=8) == choose_bins(800)
+    assert choose_bins(128, cost=8) == 8 and choose_bins(512, cost=8) == 2  # the CPU optima of bench_bisection
+    assert choose_bins(128, cost=8, device="cuda") == 256
 
 
 def test_targets_outside_the_range_give_the_nearest_end():
@@ -157,3 +159,25 @@ def test_sampling_through_bisection_is_differentiable_for_reverse_kl():
     grads = [p.grad for p in flow.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SmoothInterval(8),
+        lambda: SmoothInterval(4, power=2),
+        lambda: SmoothCircle(8),
+        lambda: SmoothCircle(3, power=2),
+    ],
+)
+def test_smooth_maps_round_trip_to_1e_10_with_steep_random_parameters(make):
+    m = make()
+    gen = torch.Generator().manual_seed(9)
+    raw = split_params(2.0 * torch.randn(400, m.n_params, generator=gen), 1, m.param_sizes)
+    x = torch.rand(400, 1, generator=gen)
+    x = 2 * math.pi * x - math.pi if m.periodic else x
+    y, ld = m.forward(x, raw)
+    x_back, ld_back = m.inverse(y, raw)
+    diff = torch.remainder(x_back - x + math.pi, 2 * math.pi) - math.pi if m.periodic else x_back - x
+    assert diff.abs().max() < 1e-10
+    torch.testing.assert_close(ld_back, -ld, atol=1e-8, rtol=0)
