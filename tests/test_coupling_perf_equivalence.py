@@ -1,24 +1,25 @@
-"""The fast paths of AffineCoupling equal a plain, obvious implementation of paper 001 §4."""
+"""The fast paths of RealNVP's coupling (AffineNets + Affine) equal a plain, obvious implementation of paper 001 §4."""
 
 import pytest
 import torch
 
-from boltzflow.flows.coupling import AffineCoupling
+from boltzflow.flows.coupling import Coupling
 from boltzflow.flows.nets import mlp
+from boltzflow.flows.realnvp import affine_coupling
 
 
-def reference(layer: AffineCoupling, y: torch.Tensor, direction: str) -> tuple[torch.Tensor, torch.Tensor]:
+def reference(layer: Coupling, y: torch.Tensor, direction: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Slow twin: masked full vector into both nets, b-entries picked by the mask, joined by where."""
-    mask = layer.mask
-    if layer.masked_input:
+    mask, nets, clamp = layer.mask, layer.conditioner, layer.elementwise.scale_clamp
+    if nets.masked_input:
         ym = y * mask
-        s_full, t_full = layer.s_net(ym), layer.t_net(ym)
+        s_full, t_full = nets.s_net(ym), nets.t_net(ym)
     else:
         ya = y[..., mask]
-        s_full = y.new_zeros(y.shape).masked_scatter(~mask, layer.s_net(ya))
-        t_full = y.new_zeros(y.shape).masked_scatter(~mask, layer.t_net(ya))
-    if layer.scale_clamp is not None:
-        s_full = layer.scale_clamp * torch.tanh(s_full / layer.scale_clamp)
+        s_full = y.new_zeros(y.shape).masked_scatter(~mask, nets.s_net(ya))
+        t_full = y.new_zeros(y.shape).masked_scatter(~mask, nets.t_net(ya))
+    if clamp is not None:
+        s_full = clamp * torch.tanh(s_full / clamp)
     s_full = torch.where(mask, torch.zeros_like(s_full), s_full)
     t_full = torch.where(mask, torch.zeros_like(t_full), t_full)
     if direction == "inverse":  # data -> latent, z_b = x_b exp(s) + t
@@ -35,11 +36,11 @@ MASKS = {
 }
 
 
-def _layer(mask: list[bool], masked_input: bool, hidden: list[int], clamp: float | None) -> AffineCoupling:
+def _layer(mask: list[bool], masked_input: bool, hidden: list[int], clamp: float | None) -> Coupling:
     m = torch.tensor(mask)
     d_a, d_b = int(m.sum()), int((~m).sum())
     d_in, d_out = (len(mask), len(mask)) if masked_input else (d_a, d_b)
-    layer = AffineCoupling(
+    layer = affine_coupling(
         m, mlp(d_in, d_out, hidden, "tanh"), mlp(d_in, d_out, hidden, "silu"), masked_input, clamp
     )
     with torch.no_grad():
@@ -75,7 +76,7 @@ def test_generic_nets_take_the_masked_reference_path():
         def forward(self, v):
             return 0.3 * v**2 + v.flip(-1)
 
-    layer = AffineCoupling(torch.tensor(MASKS["checkered"]), Square(), Square(), True, None)
+    layer = affine_coupling(torch.tensor(MASKS["checkered"]), Square(), Square(), True, None)
     x = torch.randn(6, 5)
     for direction in ("forward", "inverse"):
         out, logdet = getattr(layer, direction)(x)
@@ -84,9 +85,10 @@ def test_generic_nets_take_the_masked_reference_path():
         torch.testing.assert_close(logdet, ref_logdet)
 
 
-def test_state_dict_layout_unchanged():
+def test_state_dict_holds_the_two_nets_only_in_order():
+    """Parameters in the old order (s_net, then t_net), so old optimizer states still line up."""
     layer = _layer(MASKS["leading"], True, [8, 8], clamp=None)
     keys = list(layer.state_dict())
-    assert keys[:3] == ["mask", "idx_a", "idx_b"]
-    assert all(k.startswith(("s_net.", "t_net.")) for k in keys[3:])
-    assert "_unsort" not in keys
+    nets, layers, kinds = ("s_net", "t_net"), (0, 2, 4), ("weight", "bias")
+    assert keys == [f"conditioner.{net}.{i}.{w}" for net in nets for i in layers for w in kinds]
+    assert [p.shape for p in layer.parameters()] == [layer.state_dict()[k].shape for k in keys]

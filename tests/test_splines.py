@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from boltzflow.flows.core import Compose
+from boltzflow.flows.coupling import Coupling
 from boltzflow.flows.splines import rq_spline, spline_parameters
 from boltzflow.flows.torus import (
     CircularShift,
-    CircularSplineCoupling,
     UniformTorus,
+    circular_spline_coupling,
     circular_spline_flow,
     wrap,
 )
@@ -85,9 +86,9 @@ def test_spline_parameters_bad_shapes():
 
 TRANSFORMS = {
     "shift": lambda: randomise(CircularShift(3)),
-    "coupling": lambda: randomise(CircularSplineCoupling(torch.tensor([True, False, True]), [16], bins=5)),
-    "no_rotation": lambda: randomise(CircularSplineCoupling(torch.tensor([False, True]), [8], 4, False)),
-    "unconditional": lambda: randomise(CircularSplineCoupling(torch.tensor([False]), [8], bins=5)),
+    "coupling": lambda: randomise(circular_spline_coupling(torch.tensor([True, False, True]), [16], bins=5)),
+    "no_rotation": lambda: randomise(circular_spline_coupling(torch.tensor([False, True]), [8], 4, False)),
+    "unconditional": lambda: randomise(circular_spline_coupling(torch.tensor([False]), [8], bins=5)),
     "flow": lambda: randomise(Compose(list(circular_spline_flow(2, 4, 6, [16]).transform.transforms)), 0.3),
 }
 
@@ -103,7 +104,7 @@ def points(dim, n=7, seed=0):
 def dim_of(t):
     if isinstance(t, CircularShift):
         return t.shift.numel()
-    if isinstance(t, CircularSplineCoupling):
+    if isinstance(t, Coupling):
         return t.mask.numel()
     return 2
 
@@ -127,7 +128,7 @@ def test_transform_inverse_and_logdet(name):
 
 
 def test_coupling_is_continuous_across_the_seam():
-    t = randomise(CircularSplineCoupling(torch.tensor([True, False]), [16], bins=5)).requires_grad_(False)
+    t = randomise(circular_spline_coupling(torch.tensor([True, False]), [16], bins=5)).requires_grad_(False)
     a = torch.tensor(0.7)
     eps = 1e-7
     lo = torch.stack([a, torch.tensor(-PI + eps)])

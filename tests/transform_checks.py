@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 
 from boltzflow.flows.core import Transform
@@ -16,14 +19,31 @@ def jacobian_logdet(fn, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
-def check_transform(t: Transform, z: torch.Tensor, atol: float = 1e-9) -> None:
-    """Invertibility both ways and log-dets against autograd in both directions (float64)."""
+def assert_close_mod(a: torch.Tensor, b: torch.Tensor, periodic: Sequence[int], atol: float) -> None:
+    """a == b, entries ``periodic`` compared modulo 2 pi."""
+    diff = a - b
+    if periodic:
+        idx = torch.as_tensor(list(periodic))
+        diff[..., idx] = torch.remainder(diff[..., idx] + math.pi, 2 * math.pi) - math.pi
+    torch.testing.assert_close(diff, torch.zeros_like(diff), atol=atol, rtol=0)
+
+
+def check_transform(t: Transform, z: torch.Tensor, atol: float = 1e-9, periodic: Sequence[int] = ()) -> None:
+    """Invertibility both ways and log-dets against autograd in both directions (float64).
+
+    Args:
+        t: the transform.
+        z: latent inputs, shape (n, D).
+        atol: tolerance of the round trips.
+        periodic: entries that are angles (compared modulo 2 pi).
+    """
     t = t.double()
     x, ld_fwd = t.forward(z)
     z_back, ld_inv = t.inverse(x)
-    torch.testing.assert_close(z_back, z, atol=atol, rtol=0)
+    assert_close_mod(z_back, z, periodic, atol)
     x_back, _ = t.forward(z_back)
-    torch.testing.assert_close(x_back, x, atol=atol, rtol=0)
+    assert_close_mod(x_back, x, periodic, atol)
     torch.testing.assert_close(ld_fwd, jacobian_logdet(lambda v: t.forward(v)[0], z), atol=1e-8, rtol=1e-8)
     torch.testing.assert_close(ld_inv, jacobian_logdet(lambda v: t.inverse(v)[0], x), atol=1e-8, rtol=1e-8)
-    assert ld_fwd.shape == z.shape[:-1]
+    torch.testing.assert_close(ld_inv, -ld_fwd, atol=1e-8, rtol=1e-8)
+    assert ld_fwd.shape == z.shape[:-1] and ld_inv.shape == z.shape[:-1]

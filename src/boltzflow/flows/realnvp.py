@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 import torch
 
 from boltzflow.flows.base import StandardNormal
+from boltzflow.flows.conditioners import AffineNets
 from boltzflow.flows.core import Affine, Compose, Transform
-from boltzflow.flows.coupling import AffineCoupling
+from boltzflow.flows.coupling import Coupling
+from boltzflow.flows.elementwise import Affine as AffineMap
 from boltzflow.flows.flow import Flow
-from boltzflow.flows.nets import mlp
+from boltzflow.flows.nets import check_net_config, mlp
 
 
 @dataclass
@@ -36,6 +38,38 @@ class RealNVPConfig:
     scale_clamp: float | None = 2.0
 
 
+def affine_coupling(
+    mask: torch.Tensor,
+    s_net: torch.nn.Module,
+    t_net: torch.nn.Module,
+    masked_input: bool = True,
+    scale_clamp: float | None = None,
+) -> Coupling:
+    """RealNVP's affine coupling layer (paper 001 §4) as a :class:`~boltzflow.flows.coupling.Coupling`.
+
+    Args:
+        mask: bool, shape (D,); True marks the kept part ``a``; both parts non-empty.
+        s_net: scale network.
+        t_net: shift network.
+        masked_input: nets on the masked D-vector (True) or on ``x_a`` (see
+            :class:`~boltzflow.flows.conditioners.AffineNets`).
+        scale_clamp: soft bound ``c`` on ``|s|`` per layer, or None.
+    """
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    if mask.all() or not mask.any():
+        raise ValueError("coupling mask must split the dimensions into two non-empty parts")
+    return Coupling(mask, AffineNets(mask, s_net, t_net, masked_input), AffineMap(scale_clamp))
+
+
+def check_config(cfg: RealNVPConfig) -> None:
+    """Raise ValueError naming the offending field of a RealNVP config."""
+    if isinstance(cfg.dim, bool) or not isinstance(cfg.dim, int) or cfg.dim < 2:
+        raise ValueError(f"RealNVP needs dim >= 2, got {cfg.dim!r}")
+    check_net_config(n_layers=cfg.n_layers, hidden=cfg.hidden, activation=cfg.activation)
+    if cfg.scale_clamp is not None and not (isinstance(cfg.scale_clamp, int | float) and cfg.scale_clamp > 0):
+        raise ValueError(f"scale_clamp must be a positive number or None, got {cfg.scale_clamp!r}")
+
+
 def half_masks(dim: int, n_layers: int) -> list[torch.Tensor]:
     """Alternating partitions: d_a = floor(D/2) leading entries are kept in even layers, the rest in odd ones."""
     if dim < 2:
@@ -48,11 +82,12 @@ def half_masks(dim: int, n_layers: int) -> list[torch.Tensor]:
 
 def realnvp_transform(cfg: RealNVPConfig) -> Transform:
     """The stack of coupling layers, latent -> data."""
+    check_config(cfg)
     layers = []
     for mask in half_masks(cfg.dim, cfg.n_layers):
         d_in, d_out = (cfg.dim, cfg.dim) if cfg.masked_input else (int(mask.sum()), int((~mask).sum()))
         layers.append(
-            AffineCoupling(
+            affine_coupling(
                 mask,
                 mlp(d_in, d_out, cfg.hidden, cfg.activation),
                 mlp(d_in, d_out, cfg.hidden, cfg.activation),

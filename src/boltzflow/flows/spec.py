@@ -32,10 +32,17 @@ def _build_ic_spline(config: dict[str, Any], loc: Any, scale: Any) -> Flow:
     return build_ic_spline(config, loc, scale)
 
 
+def _build_ic_smooth(config: dict[str, Any], loc: Any, scale: Any) -> Flow:
+    from boltzflow.flows.ic_flow import build_ic_smooth
+
+    return build_ic_smooth(config, loc, scale)
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any], Any, Any], Flow]] = {
     "realnvp": _build_realnvp,
     "circular_spline": _build_circular_spline,
     "ic_spline": _build_ic_spline,
+    "ic_smooth": _build_ic_smooth,
 }
 
 

@@ -14,17 +14,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from boltzflow.flows.conditioners import ConstantConditioner, MLPConditioner
 from boltzflow.flows.core import Compose, Transform
+from boltzflow.flows.coupling import Coupling
+from boltzflow.flows.elementwise import CircularRQSpline, wrap
 from boltzflow.flows.flow import Flow
-from boltzflow.flows.nets import mlp
-from boltzflow.flows.splines import rq_spline, spline_parameters
+from boltzflow.flows.nets import check_net_config
 
 TWO_PI = 2 * math.pi
-
-
-def wrap(x: Tensor) -> Tensor:
-    """Angles (radians) mapped to [-pi, pi)."""
-    return torch.remainder(x + math.pi, TWO_PI) - math.pi
+__all__ = ["CircularShift", "UniformTorus", "circular_spline_coupling", "circular_spline_flow", "torus_masks", "wrap"]
 
 
 class UniformTorus(nn.Module):
@@ -72,79 +70,37 @@ class CircularShift(Transform):
         return wrap(x - self.shift), x.new_zeros(x.shape[:-1])
 
 
-class CircularSplineCoupling(Transform):
-    """Coupling layer on T^D: the angles marked ``b`` go through circular RQ splines conditioned on the rest.
+def circular_spline_coupling(
+    mask: Tensor,
+    hidden: Sequence[int] = (64, 64),
+    bins: int = 8,
+    rotate: bool = True,
+    activation: str = "silu",
+) -> Coupling:
+    """Coupling layer on T^D: the angles marked False go through circular RQ splines conditioned on the rest.
 
-    The conditioner sees the kept angles ``a`` as features ``(cos a, sin a)`` (so it is periodic in them) and
-    returns, for each transformed angle, K widths, K heights, K knot slopes (the seam slope is shared) and,
-    with ``rotate``, a shift: ``x_b = wrap(spline(z_b) + shift(z_a))``. The zero-initialised last layer makes
-    the layer start as the identity. log|det| is the sum of the splines' log slopes.
+    The conditioner sees the kept angles as ``(cos, sin)`` (so the layer is periodic in them) and returns, for
+    each transformed angle, K widths, K heights, K knot slopes (the seam slope is shared) and, with ``rotate``,
+    a shift: ``x_b = wrap(spline(z_b) + shift(z_a))``. With no kept angle the parameters are free (an
+    unconditional circular spline). The zero-initialised last layer makes the layer start as the identity.
 
     Args:
-        mask: bool, shape (D,); True marks the conditioning angles ``a`` (kept unchanged); at least one False.
+        mask: bool, shape (D,); True marks the conditioning angles (kept unchanged); at least one False.
         hidden: hidden widths of the conditioner MLP.
         bins: spline bins K.
         rotate: also predict a conditional rotation of each transformed angle.
         activation: hidden activation.
     """
-
-    def __init__(
-        self,
-        mask: Tensor,
-        hidden: Sequence[int] = (64, 64),
-        bins: int = 8,
-        rotate: bool = True,
-        activation: str = "silu",
-    ) -> None:
-        super().__init__()
-        mask = torch.as_tensor(mask, dtype=torch.bool)
-        if mask.all():
-            raise ValueError("coupling mask must leave at least one angle to transform")
-        self.register_buffer("mask", mask)
-        self.register_buffer("idx_a", torch.nonzero(mask).flatten())
-        self.register_buffer("idx_b", torch.nonzero(~mask).flatten())
-        self.bins = bins
-        self.rotate = rotate
-        self.n_out = 3 * bins + int(rotate)
-        d_a, d_b = int(mask.sum()), int((~mask).sum())
-        if d_a > 0:
-            self.net: nn.Module | None = mlp(2 * d_a, d_b * self.n_out, list(hidden), activation)
-            self.const = None
-        else:  # nothing to condition on: free parameters (an unconditional circular spline)
-            self.net = None
-            self.const = nn.Parameter(torch.zeros(d_b * self.n_out))
-
-    def _params(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        d_b = self.idx_b.numel()
-        if self.net is not None:
-            xa = x[..., self.idx_a]
-            raw = self.net(torch.cat([torch.cos(xa), torch.sin(xa)], dim=-1))
-        else:
-            raw = self.const.expand(*x.shape[:-1], -1)
-        raw = raw.reshape(*x.shape[:-1], d_b, self.n_out)
-        k = self.bins
-        p = spline_parameters(raw[..., :k], raw[..., k : 2 * k], raw[..., 2 * k : 3 * k], circular=True)
-        shift = raw[..., 3 * k] if self.rotate else None
-        return p.widths, p.heights, p.derivatives, shift
-
-    def _assemble(self, x: Tensor, yb: Tensor) -> Tensor:
-        full = torch.zeros_like(x).index_copy(-1, self.idx_b, yb)
-        return torch.where(self.mask, x, full)
-
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        w, h, d, shift = self._params(z)
-        xb, logdet = rq_spline(wrap(z[..., self.idx_b]), w, h, d)
-        if shift is not None:
-            xb = wrap(xb + shift)
-        return self._assemble(z, xb), logdet.sum(-1)
-
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        w, h, d, shift = self._params(x)
-        xb = x[..., self.idx_b]
-        if shift is not None:
-            xb = xb - shift
-        zb, logdet = rq_spline(wrap(xb), w, h, d, inverse=True)
-        return self._assemble(x, zb), logdet.sum(-1)
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    if mask.all():
+        raise ValueError("coupling mask must leave at least one angle to transform")
+    spline = CircularRQSpline(bins, rotate)
+    idx_a, d_b = torch.nonzero(mask).flatten(), int((~mask).sum())
+    if idx_a.numel() > 0:
+        cond: nn.Module = MLPConditioner(idx_a, idx_a[:0], d_b, spline.param_sizes, hidden, activation)
+    else:
+        cond = ConstantConditioner(d_b, spline.param_sizes)
+    return Coupling(mask, cond, spline)
 
 
 def torus_masks(dim: int, n_layers: int) -> list[Tensor]:
@@ -177,5 +133,8 @@ def circular_spline_flow(
         rotate: add conditional rotations.
         activation: conditioner activation.
     """
-    layers = [CircularSplineCoupling(m, hidden, bins, rotate, activation) for m in torus_masks(dim, n_layers)]
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
+    check_net_config(n_layers=n_layers, hidden=hidden, activation=activation, bins=(bins, 2))
+    layers = [circular_spline_coupling(m, hidden, bins, rotate, activation) for m in torus_masks(dim, n_layers)]
     return Flow(UniformTorus(dim), Compose(layers))
