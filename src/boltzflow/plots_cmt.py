@@ -61,10 +61,9 @@ def learned_schedule(
     fig = Figure(figsize=(13.0, 6.5))
     ax = fig.subplots(2, 3).ravel()
     for key, label in (("lam", "λ (trust region)"), ("eta", "η (entropy)")):
-        v = _column(history, key)
-        ax[0].semilogy(step, np.where(v > 0, v, np.nan), marker="o", ms=3, label=label)
-        ax[0].plot(step[v == 0], np.full(int((v == 0).sum()), ax[0].get_ylim()[0]), "x", color="gray")
-    ax[0].set_title("multipliers (x: exactly 0)")
+        ax[0].plot(step, _column(history, key), marker="o", ms=3, label=label)
+    ax[0].set_yscale("symlog", linthresh=1e-2)  # an inactive constraint's multiplier is exactly 0
+    ax[0].set_title("multipliers")
     for key, label in (("a", "a (exponent of q0)"), ("b", "b (exponent of p̃)")):
         ax[1].plot(step, _column(history, key), marker="o", ms=3, label=label)
     ax[1].set_title("path q_i ∝ q0^a p̃^b")
