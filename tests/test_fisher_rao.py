@@ -102,7 +102,8 @@ def test_linear_curve_gaussian_closed_form():
         return dmu - (0.5 * dlam / lam(t)).unsqueeze(-1) * (x - mu(t))
 
     def log_z(t):
-        const = t * (m**2).sum() / (2 * s**2) - 0.5 * lam(t) * (mu(t) ** 2).sum(-1) + t * d / 2 * math.log(2 * math.pi * s**2)
+        c_d = d / 2 * math.log(2 * math.pi * s**2)
+        const = t * (m**2).sum() / (2 * s**2) - 0.5 * lam(t) * (mu(t) ** 2).sum(-1) + t * c_d
         return d / 2 * torch.log(2 * math.pi / lam(t)) - const
 
     def log_z_rate(t):

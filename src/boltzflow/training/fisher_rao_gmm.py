@@ -6,7 +6,8 @@ N(alpha m_k, S_k^2 I), ``S_k^2 = alpha^2 s_k^2 + (1 - alpha^2) sigma0^2``. Each 
 field ``u_k = alpha' m_k + (S_k'/S_k)(x - alpha m_k)``, so the mixture moves by ``v = sum_k gamma_k(x) u_k`` with
 posteriors gamma_k. This equals the probability-flow field ``(alpha'/alpha)(x - sigma0^2 grad f_t)``: per
 component, ``(alpha'/alpha)(x - sigma0^2 (x - alpha m_k) / S_k^2) = u_k`` because
-``S_k^2 - sigma0^2 = alpha^2 (s_k^2 - sigma0^2)`` and ``S_k S_k' = alpha alpha' (s_k^2 - sigma0^2)`` (the tests check it).
+``S_k^2 - sigma0^2 = alpha^2 (s_k^2 - sigma0^2)`` and ``S_k S_k' = alpha alpha' (s_k^2 - sigma0^2)``
+(the tests check it).
 
 The exact energy ``f_t = -log rho_t - (1 - t) c0`` with ``c0 = (d/2) log(2 pi sigma0^2)`` meets both ends of a
 :class:`~boltzflow.training.fisher_rao.BoltzmannCurve` (f_0 = |x|^2 / (2 sigma0^2), f_1 = -log rho_D), and
