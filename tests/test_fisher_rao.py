@@ -14,6 +14,7 @@ from boltzflow.training.fisher_rao import (
     BoltzmannCurve,
     FisherRaoModel,
     GradientVelocity,
+    TimeMLP,
     TimeScalar,
     build_model,
     continuity_residual,
@@ -21,9 +22,12 @@ from boltzflow.training.fisher_rao import (
 )
 from boltzflow.training.fisher_rao_fit import (
     FitConfig,
+    TrajectorySource,
     box_source,
     fit_curve,
     log_z_from_rate,
+    mixed_source,
+    noised_box_source,
     sample_curve,
 )
 from boltzflow.training.fisher_rao_gmm import ExactOUPath, GaussianMixture
@@ -130,15 +134,23 @@ def test_hutchinson_residual_is_unbiased():
     assert bool((se > 0).all()) and bool(((est.mean(0) - exact).abs() < 5 * se).all())
 
 
-def test_gradient_flow_velocity_of_the_learned_curve():
-    model = build_model("gradient_flow", small_gmm().energy, 2, base_scale=SIGMA0, hidden=(16, 16))
+@pytest.mark.parametrize("schedule", ["linear", "quadratic"])
+def test_gradient_flow_velocity_of_the_learned_curve(schedule):
+    gmm = small_gmm()
+    model = build_model("gradient_flow", gmm.energy, 2, base_scale=SIGMA0, hidden=(16, 16), schedule=schedule)
     assert model.interpolation == "gradient_flow"
     _, x = box_points(20, 2)
     for t in (0.3, 0.9):
         generic = gradient_flow_velocity(model.energy, SIGMA0)(torch.tensor(t), x).detach()
         torch.testing.assert_close(model.velocity(t, x).detach(), generic, rtol=1e-9, atol=1e-9)
-    # regular at t = 0: v_0 = x - sigma0^2 grad (f_D + phi)
-    assert bool(torch.isfinite(model.velocity(0.0, x)).all())
+    # both ends of the curve, and a velocity that is regular at t = 0
+    torch.testing.assert_close(model.energy(0.0, x), 0.5 * (x**2).sum(-1) / SIGMA0**2)
+    torch.testing.assert_close(model.energy(1.0, x), gmm.energy(x))
+    x = x.requires_grad_(True)
+    (grad_phi,) = torch.autograd.grad(model.curve.phi(0.0, x).sum(), x)
+    (grad_fd,) = torch.autograd.grad(gmm.energy(x).sum(), x)
+    v0 = -(SIGMA0**2) * grad_phi if schedule == "quadratic" else x - SIGMA0**2 * (grad_fd + grad_phi)
+    torch.testing.assert_close(model.velocity(0.0, x).detach(), v0.detach())
 
 
 def test_ode_samples_from_the_exact_field_reach_the_target():
@@ -215,6 +227,40 @@ def test_bad_input():
         build_model("geodesic", small_gmm().energy, 2)
     with pytest.raises(ValueError, match="box"):
         box_source([1.0, 0.0], [0.0, 1.0])
+    with pytest.raises(ValueError, match="velocity_form"):
+        build_model("linear", small_gmm().energy, 2, velocity_form="curl")
+    with pytest.raises(ValueError, match="schedule"):
+        build_model("learned", small_gmm().energy, 2, schedule="cubic")
     model = build_model("linear", lambda x: x.sum(-1) * math.nan, 2, hidden=(8,))
     with pytest.raises(BoltzflowError, match="learning rate"):
         fit_curve(model, box_source([-1.0] * 2, [1.0] * 2), FitConfig(steps=3), torch.Generator().manual_seed(0))
+
+
+def test_point_sources():
+    g = torch.Generator().manual_seed(0)
+    t, x = box_source([-1.0, 0.0], [1.0, 3.0])(2000, g)
+    assert t.shape == (2000,) and x.shape == (2000, 2)
+    assert bool((x[:, 0].abs() <= 1).all() & (x[:, 1] >= 0).all() & (x[:, 1] <= 3).all())
+    assert bool((t >= 0).all() & (t <= 1).all())
+    t, x = noised_box_source([-10.0] * 2, [10.0] * 2, base_scale=2.0)(40_000, g)
+    early, late = x[t < 0.02], x[t > 0.98]
+    assert abs(float(early.std()) - 2.0) < 0.15  # the base N(0, 4 I) at t = 0 ...
+    assert abs(float(late.std()) - 20 / math.sqrt(12)) < 0.3  # ... the uniform box at t = 1
+    t, x = mixed_source(box_source([5.0], [6.0]), box_source([-6.0], [-5.0]), 0.25)(8, g)
+    assert int((x > 0).sum()) == 2 and x.shape == (8, 1)
+    with pytest.raises(ValueError, match="fraction"):
+        mixed_source(box_source([0.0], [1.0]), box_source([0.0], [1.0]), 1.5)
+
+
+def test_trajectory_source_follows_the_model_and_drops_escapees():
+    gmm = small_gmm()
+    exact = FisherRaoModel(ExactOUPath(gmm, 1.0), ExactOUPath(gmm, 1.0).log_z_rate)
+    source = TrajectorySource(exact, [-8.0] * 2, [8.0] * 2, n_paths=2000, steps=20, refresh=5)
+    g = torch.Generator().manual_seed(1)
+    t, x = source(20_000, g)
+    end = x[t == 1.0]
+    floor = w2(gmm.sample(end.shape[0], g), gmm.sample(end.shape[0], g))
+    assert w2(end, gmm.sample(end.shape[0], g)) < 1.3 * floor  # the points at t = 1 follow the target
+    runaway = FisherRaoModel(ExactOUPath(gmm, 1.0), TimeScalar(), TimeMLP(2, 2, (4,), out_scale=1e4)).double()
+    t, x = TrajectorySource(runaway, [-1.0] * 2, [1.0] * 2, n_paths=50, steps=5)(100, g)
+    assert bool((x.abs() <= 1).all())  # points leaving the box are dropped (here: all but t = 0 ones, or the box)

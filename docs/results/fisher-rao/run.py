@@ -23,16 +23,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from evaluate import evaluate
 from targets import TARGETS
 
-from boltzflow.eval.sample_metrics import energy_distance_with_floor, mode_coverage
-from boltzflow.eval.teleport import sampled_metric_speed
-from boltzflow.eval.weights import ess_fraction, log_partition_estimate
 from boltzflow.training.fisher_rao import build_model
-from boltzflow.training.fisher_rao_fit import FitConfig, box_source, fit_curve, log_z_from_rate, sample_curve
+from boltzflow.training.fisher_rao_fit import (
+    FitConfig,
+    TrajectorySource,
+    box_source,
+    fit_curve,
+    mixed_source,
+    noised_box_source,
+)
 
 HERE = Path(__file__).resolve().parent
-SPEED_TIMES = [round(float(t), 4) for t in np.linspace(0.0, 1.0, 41)]
 
 
 def run_one(target_name: str, interp: str, seed: int, args: argparse.Namespace) -> dict:
@@ -41,43 +45,31 @@ def run_one(target_name: str, interp: str, seed: int, args: argparse.Namespace) 
     model = build_model(interp, target.energy, target.dim, base_scale=args.base_scale, hidden=args.hidden,
                         **target.scales)
     cfg = FitConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, lr_final=args.lr / 100,
-                    log_every=max(args.steps // 50, 1))
+                    hutchinson=target.dim > 4, log_every=max(args.steps // 50, 1))
     gen = torch.Generator().manual_seed(1000 + seed)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    history = fit_curve(model, box_source(*target.box), cfg, gen)
+    source = box_source(*target.box) if args.source == "box" else noised_box_source(*target.box, args.base_scale)
+    if args.traj_fraction > 0:
+        traj = TrajectorySource(model, *target.box, n_paths=512, steps=20, refresh=50)
+        source = mixed_source(traj, source, args.traj_fraction)
+    history = fit_curve(model, source, cfg, gen)
     train_cpu, train_wall = time.process_time() - cpu0, time.perf_counter() - wall0
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    out = sample_curve(model, target.energy, target.dim, args.n_eval, gen, steps=args.ode_steps)
-    speed_run = sample_curve(model, target.energy, target.dim, args.n_speed, gen, steps=args.ode_steps,
-                             times=SPEED_TIMES)
-    speed = sampled_metric_speed(model.velocity, speed_run.times, speed_run.path)
-    ref_gen = torch.Generator().manual_seed(2000 + seed)
-    ref_a, ref_b = target.sample(args.n_eval, ref_gen), target.sample(args.n_eval, ref_gen)
-    finite = torch.isfinite(out.x).all(-1)
-    x = out.x[finite]
-    ed = energy_distance_with_floor(x, ref_a[: x.shape[0]], ref_b[: x.shape[0]])
-    cov = mode_coverage(target.labels(x), target.mode_probs)
-    lz = log_partition_estimate(out.log_w)
+    ev = evaluate(model, target, args, gen, HERE / "runs")
     result = {
         "target": target_name, "interpolation": interp, "seed": seed,
         "config": {**vars(args), "fit": cfg.__dict__, "scales": target.scales, "box": target.box},
         "loss": {"steps": history.steps, "values": history.loss},
         "train_cpu_s": train_cpu, "train_wall_s": train_wall,
         "eval_cpu_s": time.process_time() - cpu0, "eval_wall_s": time.perf_counter() - wall0,
-        "n_eval": args.n_eval, "n_nonfinite": int((~finite).sum()),
-        "energy_distance": ed.value, "energy_distance_floor": ed.floor,
-        "ess_fraction": ess_fraction(out.log_w),
-        "log_z_is": lz.log_z, "log_z_is_error": lz.log_z - target.log_z, "log_z_is_stderr": lz.stderr,
-        "log_z_rate": log_z_from_rate(model, target.dim),
-        "log_z_rate_error": log_z_from_rate(model, target.dim) - target.log_z,
-        "modes_covered": cov.covered, "n_modes": cov.n_modes,
-        "speed_times": speed_run.times.tolist(), "speed": speed.tolist(),
+        **ev["result"],
         "load_average": os.getloadavg(),
     }
+    name = f"{target_name}-{interp}{args.tag}"
     if seed == 0:
-        np.savez_compressed(HERE / f"samples-{target_name}-{interp}{args.tag}.npz",
-                            x=out.x[:10_000].numpy().astype(np.float32), log_w=out.log_w[:10_000].numpy())
-    torch.save(model.state_dict(), HERE / "runs" / f"{target_name}-{interp}{args.tag}-s{seed}.pt")
+        np.savez_compressed(HERE / f"samples-{name}.npz", x=ev["x"][:10_000].numpy().astype(np.float32),
+                            log_w=ev["log_w"][:10_000].numpy())
+    torch.save(model.state_dict(), HERE / "runs" / f"{name}-s{seed}.pt")
     return result
 
 
@@ -91,8 +83,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--hidden", type=lambda s: tuple(int(v) for v in s.split(",")), default=(64, 64, 64))
     p.add_argument("--base-scale", type=float, default=1.0)
+    p.add_argument("--source", choices=("box", "noised_box"), default="noised_box")
+    p.add_argument("--traj-fraction", type=float, default=0.0, help="share of residual points on model trajectories")
     p.add_argument("--ode-steps", type=int, default=100)
     p.add_argument("--n-eval", type=int, default=50_000)
+    p.add_argument("--n-weights", type=int, default=20_000, help="samples with exact log q (ESS, log Z)")
     p.add_argument("--n-speed", type=int, default=5_000)
     p.add_argument("--tag", default="", help="suffix of the run file (variants such as a wider base)")
     p.add_argument("--summarise", action="store_true")

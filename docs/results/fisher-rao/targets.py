@@ -37,6 +37,7 @@ class Target:
     mode_probs: Tensor
     box: tuple[list[float], list[float]]
     scales: dict[str, float]
+    mixture: GaussianMixture | None = None
 
 
 def gmm40() -> Target:
@@ -47,9 +48,9 @@ def gmm40() -> Target:
     # exact probability of each nearest-mean cell (close means share mass), from 2e6 exact samples
     ref = gmm.sample(2_000_000, torch.Generator().manual_seed(123))
     probs = torch.bincount(gmm.nearest_component(ref), minlength=40).double() / ref.shape[0]
-    scales = {"x_scale": 25.0, "velocity_scale": 30.0, "phi_scale": 50.0}
-    return Target("gmm40", 2, gmm.energy, gmm.sample, 0.0, gmm.nearest_component, probs, ([-50.0] * 2, [50.0] * 2),
-                  scales)
+    scales = {"x_scale": 25.0, "velocity_scale": 30.0, "phi_scale": 50.0, "rate_scale": 50.0}
+    box = ([-50.0] * 2, [50.0] * 2)
+    return Target("gmm40", 2, gmm.energy, gmm.sample, 0.0, gmm.nearest_component, probs, box, scales, gmm)
 
 
 def _double_well_1d(x: np.ndarray) -> np.ndarray:
@@ -83,7 +84,7 @@ def manywell8() -> Target:
 
     signs = ((torch.arange(16)[:, None] // bits) % 2).double()  # (16, 4): 1 where x_j > 0
     probs = (signs * p_pos + (1 - signs) * (1 - p_pos)).prod(-1)
-    scales = {"x_scale": 2.0, "velocity_scale": 2.0, "phi_scale": 5.0}
+    scales = {"x_scale": 2.0, "velocity_scale": 2.0, "phi_scale": 5.0, "rate_scale": 5.0}
     box = ([-3.0, -4.0] * 4, [3.0, 4.0] * 4)
     return Target("manywell8", 8, energy, sample, log_z, labels, probs, box, scales)
 

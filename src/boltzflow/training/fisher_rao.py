@@ -10,17 +10,17 @@ and the loss is the mean of r^2 over t ~ U[0, 1] and points x (a box, or the mod
 C(t) is unknown (it is -E_rho_t[d_t f_t]) and is learned as a scalar network C_phi(t); integrating it gives
 a second log Z estimate, ``log Z_1 = log Z_0 + int_0^1 C(t) dt``.
 
-Three interpolations (notes §2.3), all parametrised as ``f_t = (1-t) f_Z + t h_t`` with
-``h_t = f_D + (1-t) phi_theta(t, x)`` so that both ends hold exactly:
+Three interpolations (notes §2.3), all parametrised as ``f_t = (1 - a_t) f_Z + a_t f_D + t(1-t) phi_theta(t, x)``
+(a_t = t, or a_t = t^2 as an option, see :class:`BoltzmannCurve`) so that both ends hold exactly:
 
 * ``linear``: phi = 0; only v_theta (and C_phi) are learned.
 * ``learned`` (Máté & Fleuret): phi_theta and v_theta are learned jointly on the same residual.
 * ``gradient_flow`` (paper 003): only phi_theta is learned; v is fixed to the probability-flow velocity of the
   Ornstein-Uhlenbeck (variance-preserving) path rho_t = Law(alpha_t X_D + sqrt(1 - alpha_t^2) sigma0 Z) with
-  alpha_t = t: ``v_t = (alpha_t'/alpha_t)(x - sigma0^2 grad f_t) = x - sigma0^2 grad h_t`` (the 1/t cancels
-  exactly in this parametrisation, so v is regular at t = 0).
+  alpha_t = t: ``v_t = (alpha_t'/alpha_t)(x - sigma0^2 grad f_t)`` (the 1/t cancels exactly in this
+  parametrisation, so v is regular at t = 0).
 
-The residual needs second derivatives (div v; for the gradient flow, the Laplacian of h), taken by autograd:
+The residual needs second derivatives (div v; for the gradient flow, the Laplacian of f), taken by autograd:
 exactly (one pass per coordinate) in low dimension, or with a Hutchinson probe in high dimension
 (:mod:`boltzflow.flows.cnf`). Everything here is written by hand because no maintained library implements
 these residuals; the ODE solving is torchdiffeq's.
@@ -124,39 +124,57 @@ class TimeScalar(nn.Module):
         return self.scale * self.net(t.reshape(-1, 1)).reshape(t.shape)
 
 
+SCHEDULES = ("linear", "quadratic")
+
+
 class BoltzmannCurve(nn.Module):
-    """``f_t = (1-t) f_Z + t h_t`` with ``h_t = f_D + (1-t) phi(t, x)`` (phi = None: the linear interpolation).
+    """``f_t = (1 - a_t) f_Z + a_t f_D + t (1-t) phi(t, x)`` with a_t = t (``linear``) or t^2 (``quadratic``).
+
+    phi = None and a_t = t is the linear interpolation. The gradient-flow velocity of this curve is
+    ``v_t = (x - sigma0^2 grad f_t) / t = (a_t / t) x - sigma0^2 grad g_t`` with
+    ``g_t = (a_t / t) f_D + (1 - t) phi``: no division by t is left, so v is regular at t = 0, where it is
+    ``x - sigma0^2 grad(f_D + phi)`` (linear) or ``-sigma0^2 grad phi`` (quadratic).
 
     Args:
         target_energy: f_D, (n, d) -> (n,), kT; not trained.
         base_scale: sigma0 of the base N(0, sigma0^2 I), units of x.
         phi: the learned correction phi_theta(t, x) -> (n,), or None.
+        schedule: ``"linear"`` (a_t = t) or ``"quadratic"`` (a_t = t^2).
     """
 
-    def __init__(self, target_energy: EnergyFn, base_scale: float = 1.0, phi: nn.Module | None = None) -> None:
+    def __init__(
+        self, target_energy: EnergyFn, base_scale: float = 1.0, phi: nn.Module | None = None, schedule: str = "linear"
+    ) -> None:
         super().__init__()
-        self.target_energy, self.base_scale, self.phi = target_energy, float(base_scale), phi
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        self.target_energy, self.base_scale, self.phi, self.schedule = target_energy, float(base_scale), phi, schedule
 
     def base_energy(self, x: Tensor) -> Tensor:
         """f_Z(x) = |x|^2 / (2 sigma0^2), shape (n, d) -> (n,)."""
         return 0.5 * (x**2).sum(-1) / self.base_scale**2
 
-    def target_side(self, t: Tensor | float, x: Tensor) -> Tensor:
-        """h_t(x) = f_D(x) + (1-t) phi(t, x), shape (n,)."""
-        h = self.target_energy(x)
-        return h if self.phi is None else h + (1 - time_column(t, x)[:, 0]) * self.phi(t, x)
+    def _a_over_t(self, tc: Tensor) -> Tensor:
+        return torch.ones_like(tc) if self.schedule == "linear" else tc
+
+    def _correction(self, t: Tensor | float, x: Tensor) -> Tensor:
+        return x.new_zeros(x.shape[0]) if self.phi is None else self.phi(t, x)
 
     def energy(self, t: Tensor | float, x: Tensor) -> Tensor:
         """f_t(x), t of shape () or (n,), x of shape (n, d) -> (n,), kT."""
         tc = time_column(t, x)[:, 0]
-        return (1 - tc) * self.base_energy(x) + tc * self.target_side(t, x)
+        a = tc * self._a_over_t(tc)
+        return (1 - a) * self.base_energy(x) + a * self.target_energy(x) + tc * (1 - tc) * self._correction(t, x)
 
     def gradient_flow_velocity(self, t: Tensor | float, x: Tensor) -> Tensor:
-        """The OU probability-flow velocity ``x - sigma0^2 grad h_t(x)``, shape (n, d) (differentiable)."""
+        """The OU probability-flow velocity ``(a_t/t) x - sigma0^2 grad g_t(x)``, shape (n, d) (differentiable)."""
         with torch.enable_grad():
             xg = x if x.requires_grad else x.detach().requires_grad_(True)
-            (grad_h,) = torch.autograd.grad(self.target_side(t, xg).sum(), xg, create_graph=True)
-        return xg - self.base_scale**2 * grad_h
+            tc = time_column(t, xg)[:, 0]
+            ratio = self._a_over_t(tc)
+            g = ratio * self.target_energy(xg) + (1 - tc) * self._correction(t, xg)
+            (grad_g,) = torch.autograd.grad(g.sum(), xg, create_graph=True)
+        return ratio[:, None] * xg - self.base_scale**2 * grad_g
 
 
 def gradient_flow_velocity(energy: Callable[[Tensor, Tensor], Tensor], base_scale: float = 1.0):
@@ -210,7 +228,9 @@ def build_model(
     x_scale: float = 1.0,
     velocity_scale: float = 1.0,
     phi_scale: float = 1.0,
+    rate_scale: float = 1.0,
     velocity_form: str = "gradient",
+    schedule: str = "linear",
 ) -> FisherRaoModel:
     """A fresh model for one of :data:`INTERPOLATIONS` (networks in float64).
 
@@ -223,8 +243,12 @@ def build_model(
         x_scale: typical size of x, units of x.
         velocity_scale: typical speed, units of x per unit time.
         phi_scale: typical size of phi_theta, kT.
+        rate_scale: typical size of C(t) = d/dt log Z_t, kT per unit time.
         velocity_form: ``"gradient"`` (:class:`GradientVelocity`) or ``"free"`` (a plain network, as in
             Máté & Fleuret); unused by the gradient flow, whose velocity is fixed.
+        schedule: a_t of the curve, ``"linear"`` (a_t = t) or ``"quadratic"`` (a_t = t^2; for the gradient
+            flow it makes v_0 = -sigma0^2 grad phi(0, .), which is linear in x for the exact OU curve, instead of
+            asking phi(0, .) to cancel f_D).
     """
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
@@ -238,7 +262,8 @@ def build_model(
         velocity = TimeMLP(dim, dim, hidden, x_scale=x_scale, out_scale=velocity_scale)
     elif interpolation != "gradient_flow":
         velocity = GradientVelocity(dim, hidden, x_scale=x_scale, out_scale=velocity_scale * x_scale)
-    model = FisherRaoModel(BoltzmannCurve(target_energy, base_scale, phi), TimeScalar(), velocity)
+    curve = BoltzmannCurve(target_energy, base_scale, phi, schedule)
+    model = FisherRaoModel(curve, TimeScalar(scale=rate_scale), velocity)
     return model.double()
 
 

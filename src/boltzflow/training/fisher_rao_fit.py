@@ -48,36 +48,84 @@ def box_source(lo: Sequence[float], hi: Sequence[float]) -> Source:
     return draw
 
 
+def noised_box_source(lo: Sequence[float], hi: Sequence[float], base_scale: float = 1.0) -> Source:
+    """t ~ U[0, 1] and ``x = t u + sqrt(1 - t^2) sigma0 z``, u uniform on the box, z ~ N(0, I).
+
+    The box pushed along the OU / variance-preserving path: at each t it covers the support of rho_t of the
+    gradient-flow curve for any target inside the box (and of the linear curve, whose modes also contract
+    towards the origin for small t), instead of spending most points where rho_t is negligible (far out at
+    small t), where the residual is largest and least relevant.
+    """
+    box = box_source(lo, hi)
+
+    def draw(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        t, u = box(n, generator)
+        z = torch.randn(u.shape, generator=generator, dtype=u.dtype)
+        return t, t[:, None] * u + (1 - t[:, None] ** 2).sqrt() * base_scale * z
+
+    return draw
+
+
+def mixed_source(first: Source, second: Source, fraction: float) -> Source:
+    """A batch with ``round(fraction * n)`` points from ``first`` and the rest from ``second``."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
+
+    def draw(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        k = round(fraction * n)
+        (t1, x1), (t2, x2) = first(k, generator), second(n - k, generator)
+        return torch.cat([t1, t2]), torch.cat([x1, x2])
+
+    return draw
+
+
 class TrajectorySource:
     """Points on the model's own trajectories x_t from the base (positions detached; Máté & Fleuret).
 
+    Points that leave the box (or are not finite: an untrained field can blow up) are dropped; while no point
+    is left, the source draws from the box instead.
+
     Args:
         model: the curve model whose velocity moves the points.
-        dim: d.
+        lo: lower corner of the box, shape (d,).
+        hi: upper corner of the box, shape (d,).
         n_paths: trajectories per refresh.
         steps: RK4 steps per trajectory (every grid time is a candidate t).
         refresh: draws between refreshes.
     """
 
-    def __init__(self, model: FisherRaoModel, dim: int, n_paths: int = 1024, steps: int = 50, refresh: int = 20):
-        self.model, self.dim, self.n_paths, self.steps, self.refresh = model, dim, n_paths, steps, refresh
+    def __init__(
+        self,
+        model: FisherRaoModel,
+        lo: Sequence[float],
+        hi: Sequence[float],
+        n_paths: int = 1024,
+        steps: int = 50,
+        refresh: int = 20,
+    ) -> None:
+        self.model, self.n_paths, self.steps, self.refresh = model, n_paths, steps, refresh
+        self.box = box_source(lo, hi)
+        self.lo, self.hi = torch.as_tensor(lo, dtype=torch.float64), torch.as_tensor(hi, dtype=torch.float64)
         self._calls, self._t, self._x = 0, None, None
 
     def __call__(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         if self._calls % self.refresh == 0:
             self._redraw(generator)
         self._calls += 1
-        assert self._t is not None and self._x is not None
+        if self._x is None or self._x.shape[0] == 0:
+            return self.box(n, generator)
         i = torch.randint(0, self._x.shape[0], (n,), generator=generator)
         return self._t[i], self._x[i]
 
     def _redraw(self, generator: torch.Generator) -> None:
-        base = IsotropicNormal(self.dim, self.model.curve.base_scale)
+        base = IsotropicNormal(self.lo.shape[0], self.model.curve.base_scale)
         z = base.sample(self.n_paths, generator)
         grid = torch.linspace(0.0, 1.0, self.steps + 1, dtype=torch.float64)
-        xs = odeint(lambda t, x: self.model.velocity(t, x).detach(), z, grid, method="rk4")
-        self._t = grid.repeat_interleave(self.n_paths)
-        self._x = xs.reshape(-1, self.dim).detach()
+        xs = odeint(lambda t, x: self.model.velocity(t, x).detach(), z, grid, method="rk4").detach()
+        t = grid[:, None].expand(xs.shape[:2]).reshape(-1)
+        x = xs.reshape(-1, xs.shape[-1])
+        inside = torch.isfinite(x).all(-1) & (x >= self.lo).all(-1) & (x <= self.hi).all(-1)
+        self._t, self._x = t[inside], x[inside]
 
 
 @dataclass
