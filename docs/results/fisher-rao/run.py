@@ -95,9 +95,9 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
     if args.summarise:
-        from summarise import summarise
+        from summarise import markdown_table, summarise
 
-        summarise(HERE)
+        print(markdown_table(summarise(HERE)))
         return
     (HERE / "runs").mkdir(exist_ok=True)
     path = HERE / "runs" / f"{args.target}-{args.interp}{args.tag}-s{args.seed}.json"
