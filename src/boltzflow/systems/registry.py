@@ -25,6 +25,7 @@ from boltzflow.systems.base import System
 SYSTEM_MODULES = (
     "boltzflow.systems.two_particle",
     "boltzflow.systems.alanine",
+    "boltzflow.systems.peptide",
 )
 
 
