@@ -10,7 +10,8 @@ For each shipped sequence SEQ (runs made by ``docs/results/peptides/run_md.sh``)
    (t = stride, 2·stride, ... ps) so that both peptides together stay a few MB; its ``.json`` is the run's
    provenance with a ``packing`` section describing the thinning;
 3. ``docs/results/peptides/SEQ-basins.json``: basin populations per residue, per replica and over all frames,
-   from the full 1 ps data, with the spread between replicas, and the same on the shipped (thinned) frames.
+   from the full 1 ps data, with the spread between replicas, and the same on the shipped (thinned) frames;
+4. ``docs/results/peptides/SEQ-ramachandran.png``: free energy of (φ, ψ) per residue from the full 1 ps data.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from boltzflow.io import atomic_path, save_json
+from boltzflow.plots import save
 from boltzflow.samplers.dataset import MDDataset, load_dataset, pack_simulation
 from boltzflow.systems.alanine import BASINS
-from boltzflow.systems.peptide import SHIPPED, PeptideSystem, reference_path
+from boltzflow.systems.peptide import SHIPPED, PeptideSystem, ramachandran_per_residue, reference_path
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -105,6 +107,7 @@ def main() -> None:
             "shipped": populations(system, load_dataset(shipped)),
         }
         save_json(Path(__file__).with_name(f"{seq}-basins.json"), result)
+        save(ramachandran_per_residue(system, full.xyz), Path(__file__).with_name(f"{seq}-ramachandran.png"))
         print(seq, shipped, f"{shipped.stat().st_size / 1e6:.2f} MB", result["full_1ps"]["n_frames"], "frames")
 
 
