@@ -28,6 +28,7 @@ SYSTEM_MODULES = (
     "boltzflow.systems.gmm",
     "boltzflow.systems.manywell",
     "boltzflow.systems.particles",
+    "boltzflow.systems.peptide",
 )
 
 
