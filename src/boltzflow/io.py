@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -100,14 +100,21 @@ def save_npz(path: str | Path, **arrays: Any) -> None:
             np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
-def load_npz(path: str | Path, keys: tuple[str, ...] | list[str] | None = None) -> dict[str, np.ndarray]:
+def load_npz(path: str | Path | BinaryIO, keys: tuple[str, ...] | list[str] | None = None) -> dict[str, np.ndarray]:
     """Read an ``.npz`` into a dict of arrays and close the file before returning (no pickles).
 
     Args:
-        path: the ``.npz`` file.
+        path: the ``.npz`` file, or a binary file object opened on it (left open).
         keys: arrays to read (all when None); a missing key raises ``KeyError`` naming it.
     """
-    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:  # our handle: closed even if np.load fails
+    if hasattr(path, "read"):  # an open binary file: the caller closes it
+        return _read_npz_handle(path, keys, getattr(path, "name", "npz file"))
+    with open(path, "rb") as fh:  # our handle: closed even if np.load fails
+        return _read_npz_handle(fh, keys, path)
+
+
+def _read_npz_handle(fh: Any, keys: tuple[str, ...] | list[str] | None, path: Any) -> dict[str, np.ndarray]:
+    with np.load(fh, allow_pickle=False) as f:
         names = f.files if keys is None else list(keys)
         missing = [k for k in names if k not in f.files]
         if missing:
