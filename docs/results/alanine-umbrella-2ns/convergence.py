@@ -13,7 +13,8 @@ measures, for the first NS_PER_WINDOW ns of every window of each RUN:
    that MBAR's asymptotic error counts roughly independent ψ samples too ("ψ-aware");
 3. the αL population from each of ``--blocks`` consecutive blocks of every window (MBAR as
    ``boltzflow umbrella`` does it, φ-thinned), and the standard error from their spread, std / √blocks;
-4. for two or more runs: the pairwise agreement of the first two runs under each error model.
+4. for two or more runs: the pairwise agreement of the first two runs under each error model, and the
+   ψ-aware population of all runs pooled (MBAR over all their windows as separate states).
 
 A g estimated from a 2 ns series is itself uncertain when it is hundreds of ps; the ψ-aware error is therefore
 a lower bound on the true one, not an upper bound.
@@ -27,9 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from combine import population_mbar  # this folder's combine.py (the script's folder is on sys.path)
 
 from boltzflow.energies.openmm_system import kt_kj_per_mol
-from boltzflow.eval.free_energy import import_pymbar, umbrella_mbar, wrap
+from boltzflow.eval.free_energy import import_pymbar, wrap
 from boltzflow.io import save_json
 from boltzflow.samplers.umbrella_files import load_windows, read_manifest
 
@@ -53,32 +55,29 @@ def psi_aware(theta: np.ndarray, theta0: np.ndarray, k_kt: float, g: np.ndarray)
     """MBAR αL population with window k subsampled every ceil(max g_k) frames (no further thinning)."""
     stride = np.ceil(g.max(axis=1)).astype(int)
     kept = [t[::s] for t, s in zip(theta, stride, strict=True)]
-    r = umbrella_mbar(kept, theta0, k_kt, decorrelate=False)
-    return {"alpha_l_population": r.alpha_l_population, "alpha_l_population_err": r.alpha_l_population_err,
-            "n_samples": r.n_samples, "stride_frames": stride.tolist()}
+    return {**population_mbar(kept, theta0, k_kt, decorrelate=False), "stride_frames": stride.tolist()}
 
 
 def blocks(theta: np.ndarray, theta0: np.ndarray, k_kt: float, n_blocks: int) -> dict:
     """αL population from each block of consecutive frames of every window, and the SE of their mean."""
     size = theta.shape[1] // n_blocks
-    p = [umbrella_mbar(theta[:, b * size:(b + 1) * size], theta0, k_kt).alpha_l_population
+    p = [population_mbar(theta[:, b * size:(b + 1) * size], theta0, k_kt)["alpha_l_population"]
          for b in range(n_blocks)]
     return {"n_blocks": n_blocks, "block_ns": size / 1000.0, "alpha_l_population_blocks": p,
             "mean": float(np.mean(p)), "sem": float(np.std(p, ddof=1) / math.sqrt(n_blocks))}
 
 
-def analyse(run: Path, ns: float) -> dict:
-    """Everything above for one run."""
+def analyse(run: Path, ns: float) -> tuple[dict, tuple[np.ndarray, np.ndarray, float, np.ndarray]]:
+    """Everything above for one run, and its (theta, theta0, k_kt, g) for pooling."""
     cfg = read_manifest(run)["config"]
     w = load_windows(run, int(round(ns * 1000.0 / cfg["save_every_ps"])))
     k_kt = w.k_kj_per_mol_rad2 / kt_kj_per_mol(w.temperature_kelvin)
     g = window_inefficiencies(w.theta, w.extra, w.theta0)
-    full = umbrella_mbar(w.theta, w.theta0, k_kt)
+    full = population_mbar(w.theta, w.theta0, k_kt)
     worst = np.argsort(-g[:, 1:].max(axis=1))[:6]
-    return {
+    summary = {
         "run": str(run), "seed": cfg["seed"], "ns_per_window": ns,
-        "phi_thinned": {"alpha_l_population": full.alpha_l_population,
-                        "alpha_l_population_err": full.alpha_l_population_err, "n_samples": full.n_samples},
+        "phi_thinned": full,
         "psi_aware": psi_aware(w.theta, w.theta0, k_kt, g),
         "blocks": blocks(w.theta, w.theta0, k_kt, BLOCKS),
         "window_centres_deg": np.round(np.degrees(w.theta0), 3).tolist(),
@@ -86,6 +85,7 @@ def analyse(run: Path, ns: float) -> dict:
         "g_psi_ps": (g[:, 1:].max(axis=1) * cfg["save_every_ps"]).round(2).tolist(),
         "slowest_psi_windows_deg": np.degrees(w.theta0[worst]).round(1).tolist(),
     }
+    return summary, (w.theta, w.theta0, k_kt, g)
 
 
 def agreement(a: dict, b: dict) -> dict:
@@ -101,9 +101,13 @@ def agreement(a: dict, b: dict) -> dict:
 
 def main(ns: float, out: Path, runs: list[Path]) -> None:
     t0 = time.perf_counter()
-    per_run = [analyse(run, ns) for run in runs]
+    analysed = [analyse(run, ns) for run in runs]
+    per_run = [a[0] for a in analysed]
+    theta, theta0, g = (np.concatenate([a[1][i] for a in analysed]) for i in (0, 1, 3))
+    k_kt = analysed[0][1][2]
     result = {"command": "PYTHONPATH=src python " + " ".join(sys.argv), "runs": per_run,
               "agreement_first_two": agreement(*per_run[:2]) if len(per_run) > 1 else None,
+              "pooled_psi_aware": psi_aware(theta, theta0, k_kt, g) if len(per_run) > 1 else None,
               "analysis_wall_time_s": time.perf_counter() - t0}
     save_json(out, result)
     for r in per_run:
@@ -114,7 +118,9 @@ def main(ns: float, out: Path, runs: list[Path]) -> None:
               f"{', '.join(f'{p:.4f}' for p in b['alpha_l_population_blocks'])} -> {b['mean']:.4f} +- {b['sem']:.4f};"
               f" max g_psi {max(r['g_psi_ps']):.0f} ps at {r['slowest_psi_windows_deg'][:3]} deg")
     if result["agreement_first_two"]:
-        print(" ".join(f"{k}: z={v['z']:.2f}" for k, v in result["agreement_first_two"].items()), "->", out)
+        q = result["pooled_psi_aware"]
+        print(" ".join(f"{k}: z={v['z']:.2f}" for k, v in result["agreement_first_two"].items()),
+              f"; pooled psi-aware {q['alpha_l_population']:.4f} +- {q['alpha_l_population_err']:.4f} -> {out}")
 
 
 if __name__ == "__main__":
