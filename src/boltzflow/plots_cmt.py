@@ -62,8 +62,7 @@ def learned_schedule(
     step = _column(history, "step") + 1
     fig = Figure(figsize=(13.0, 7.2), layout="constrained")
     ax = fig.subplots(2, 3).ravel()
-    colors = iter(("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
-                   "tab:olive"))
+    colors = iter(f"C{k}" for k in range(10))  # one colour per line, so the shared legend is unambiguous
 
     def line(a: Any, key: str, label: str | None = None, scale: float = 1.0) -> None:
         a.plot(step, scale * _column(history, key), marker="o", ms=3, color=next(colors), label=label)
