@@ -40,8 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+_START = [0.0]
+
+
 def _stage(text: str) -> None:
-    print(text, flush=True)
+    """A stage line, prefixed by the seconds since the command started."""
+    print(f"[{time.perf_counter() - _START[0]:5.1f} s] {text}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir((out / name).parent)
         if (out / name).is_dir():
             raise ValueError(f"--out {out}: {out / name} is a folder; move it away")
-    t0 = time.perf_counter()
+    t0 = _START[0] = time.perf_counter()
     _stage(f"[1/4] loading the shipped model {MODEL} and the alanine-dipeptide references (MD frames, umbrella)")
     flow, system, md_xyz, umbrella = _load()
     _stage(f"[2/4] sampling {args.draws} draws x {args.n:,} samples with AMBER energies and importance weights")
@@ -66,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     _stage("[4/4] figures: reweighted F(phi) vs umbrella + MD, (phi, psi) free energy vs MD")
     figures = _figures(draws, md_xyz, umbrella, system.temperature_kelvin)
     _write(out, arrays0, results, figures)
+    _stage(f"wrote {out}")
     results["wall_time_s"] = time.perf_counter() - t0
     _summary(out, results, figures)
     return 0
@@ -107,19 +112,27 @@ def _sample(flow: Any, system: Any, args: argparse.Namespace) -> tuple[list, dic
 def _evaluate(flow: Any, system: Any, draws: list, md_xyz: Any, umbrella: dict, args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
+    from tqdm.auto import tqdm
 
     from boltzflow.eval.evaluate import evaluate
     from boltzflow.systems.alanine import BASINS, basin_labels, phi_psi
 
     ref = torch.as_tensor(md_xyz[:: max(1, len(md_xyz) // N_REFERENCE)][:N_REFERENCE])
-    with torch.no_grad():
-        dtype = next(flow.parameters()).dtype
-        log_q_ref = torch.cat([flow.log_prob(c.flatten(-2).to(dtype)).double()
-                               for c in ref.split(args.batch_size)])
-    ev = evaluate(system, draws, reference_x=ref, log_q_reference=log_q_ref,
-                  states=(lambda x: basin_labels(phi_psi(x)), BASINS))
-    ev.pop("energy_histogram", None)
-    md_alpha_l = float(np.mean(basin_labels(phi_psi(md_xyz)) == BASINS.index("alphaL")))
+    with tqdm(total=3, unit="step", disable=args.no_progress, file=sys.stdout) as bar:
+        bar.set_postfix_str("log q of MD frames")
+        with torch.no_grad():
+            dtype = next(flow.parameters()).dtype
+            log_q_ref = torch.cat([flow.log_prob(c.flatten(-2).to(dtype)).double()
+                                   for c in ref.split(args.batch_size)])
+        bar.update()
+        bar.set_postfix_str("ESS, populations, TV, energies")
+        ev = evaluate(system, draws, reference_x=ref, log_q_reference=log_q_ref,
+                      states=(lambda x: basin_labels(phi_psi(x)), BASINS))
+        ev.pop("energy_histogram", None)
+        bar.update()
+        bar.set_postfix_str("MD basin populations")
+        md_alpha_l = float(np.mean(basin_labels(phi_psi(md_xyz)) == BASINS.index("alphaL")))
+        bar.update()
     return {"model": MODEL, "n_per_draw": args.n, "seeds": [args.seed + k for k in range(args.draws)],
             "n_reference": len(ref), "evaluation": ev, "alpha_l_md": md_alpha_l,
             "alpha_l_umbrella": umbrella.get("alpha_l_population"),
