@@ -5,8 +5,8 @@ Stages (each prints a line; the long ones show a progress bar):
 1. load the shipped model ``alanine-dipeptide-bg`` and the references of ``alanine-dipeptide``: the 60,000-frame
    OBC MD dataset and the umbrella-sampling/MBAR F(φ);
 2. draw ``--draws`` independent sets of ``-n`` samples with their AMBER energies and importance weights, by the
-   same code as ``boltzflow sample`` (draw k uses seed ``--seed + k``; draw 0 is saved as ``samples.npz``, byte
-   for byte what ``boltzflow sample alanine-dipeptide-bg -n N --seed S`` writes), timing the first draw;
+   same code as ``boltzflow sample`` (draw k uses seed ``--seed + k``; draw 0 is saved as ``samples.npz``, the
+   same arrays as ``boltzflow sample alanine-dipeptide-bg -n N --seed S`` writes), timing the first draw;
 3. evaluate them with :func:`boltzflow.eval.evaluate.evaluate`: ESS as mean ± sd over the draws, reweighted basin
    populations, the NLL of held-out MD frames and the Ramachandran TV against MD;
 4. draw the reweighted F(φ) (±1 sd over the draws) beside the umbrella reference and the MD frames, and the
