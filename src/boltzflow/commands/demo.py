@@ -8,7 +8,8 @@ Stages (each prints a line; the long ones show a progress bar):
    same code as ``boltzflow sample`` (draw k uses seed ``--seed + k``; draw 0 is saved as ``samples.npz``, the
    same arrays as ``boltzflow sample alanine-dipeptide-bg -n N --seed S`` writes), timing the first draw;
 3. evaluate them with :func:`boltzflow.eval.evaluate.evaluate`: ESS as mean ± sd over the draws, reweighted basin
-   populations, the NLL of held-out MD frames and the Ramachandran TV against MD;
+   populations, the NLL of the MD test split (the last 10 % of every replica, the frames that
+   ``reproduce alanine-bg``, which made the shipped model, holds out) and the Ramachandran TV against it;
 4. draw the reweighted F(φ) (±1 sd over the draws) beside the umbrella reference and the MD frames, and the
    (φ, ψ) free-energy map of the reweighted samples beside the MD one.
 
@@ -28,7 +29,7 @@ from typing import Any
 
 HELP = "sample the shipped alanine-dipeptide BG, report its ESS and plot F(phi) and Ramachandran vs reference"
 MODEL = "alanine-dipeptide-bg"
-N_REFERENCE = 10_000  # held-out MD frames for NLL, Ramachandran TV and the energy histogram
+TEST_FRACTION = 0.1  # the last 10 % of every MD replica: the test split `reproduce alanine-bg` holds out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,13 +61,14 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--out {out}: {out / name} is a folder; move it away")
     t0 = _START[0] = time.perf_counter()
     _stage(f"[1/4] loading the shipped model {MODEL} and the alanine-dipeptide references (MD frames, umbrella)")
-    flow, system, md_xyz, umbrella = _load()
+    flow, system, (md_xyz, test), umbrella = _load()
     _stage(f"[2/4] sampling {args.draws} draws x {args.n:,} samples with AMBER energies and importance weights")
     draws, arrays0, seconds = _sample(flow, system, args)
     _stage(f"      {args.n:,} equilibrium samples in {seconds:.1f} s (draw 1; `boltzflow sample {MODEL} "
            f"-n {args.n} --seed {args.seed}` does the same)")
-    _stage(f"[3/4] evaluating: ESS over {args.draws} draws, basin populations, NLL and Ramachandran TV vs MD")
-    results = _evaluate(flow, system, draws, md_xyz, umbrella, args)
+    _stage(f"[3/4] evaluating: ESS over {args.draws} draws, basin populations, NLL and Ramachandran TV vs "
+           "held-out MD frames")
+    results = _evaluate(flow, system, draws, md_xyz, test, umbrella, args)
     _stage("[4/4] figures: reweighted F(phi) vs umbrella + MD, (phi, psi) free energy vs MD")
     figures = _figures(draws, md_xyz, umbrella, system.temperature_kelvin)
     _write(out, arrays0, results, figures)
@@ -84,9 +86,13 @@ def _load() -> tuple[Any, Any, Any, dict]:
 
     flow, ckpt = load_flow(MODEL)
     system = load_system(ckpt, MODEL)
-    refs = system.references()
-    md_xyz = np.asarray(refs["md"].load(), dtype=np.float64)
-    return flow, system, md_xyz, refs["umbrella"].load()
+    from boltzflow.samplers.dataset import load_alanine_dataset
+
+    data = load_alanine_dataset()  # = system.references()["md"], with the replica of every frame
+    md_xyz = np.asarray(data.xyz, dtype=np.float64)
+    test = np.concatenate([idx[len(idx) - round(TEST_FRACTION * len(idx)):]
+                           for idx in (np.flatnonzero(data.replica == r) for r in np.unique(data.replica))])
+    return flow, system, (md_xyz, test), system.references()["umbrella"].load()
 
 
 def _sample(flow: Any, system: Any, args: argparse.Namespace) -> tuple[list, dict, float]:
@@ -109,7 +115,9 @@ def _sample(flow: Any, system: Any, args: argparse.Namespace) -> tuple[list, dic
     return draws, first, seconds
 
 
-def _evaluate(flow: Any, system: Any, draws: list, md_xyz: Any, umbrella: dict, args: argparse.Namespace) -> dict:
+def _evaluate(flow: Any, system: Any, draws: list, md_xyz: Any, test: Any, umbrella: dict,
+              args: argparse.Namespace) -> dict:
+    """ESS, populations, NLL/EUBO and Ramachandran TV on the MD test split, αL of MD and of the umbrella run."""
     import numpy as np
     import torch
     from tqdm.auto import tqdm
@@ -117,7 +125,7 @@ def _evaluate(flow: Any, system: Any, draws: list, md_xyz: Any, umbrella: dict, 
     from boltzflow.eval.evaluate import evaluate
     from boltzflow.systems.alanine import BASINS, basin_labels, phi_psi
 
-    ref = torch.as_tensor(md_xyz[:: max(1, len(md_xyz) // N_REFERENCE)][:N_REFERENCE])
+    ref = torch.as_tensor(md_xyz[test])
     with tqdm(total=3, unit="step", disable=args.no_progress, file=sys.stdout) as bar:
         bar.set_postfix_str("log q of MD frames")
         with torch.no_grad():
@@ -182,8 +190,8 @@ def _summary(out: Path, r: dict, figures: dict) -> None:
         f"{100 * pop['hi']:.2f}), MD {100 * r['alpha_l_md']:.2f} %"
         + (f", umbrella {100 * r['alpha_l_umbrella']:.2f} ± {100 * r['alpha_l_umbrella_err']:.2f} %"
            if r.get("alpha_l_umbrella") is not None else ""),
-        f"Ramachandran TV vs MD (unweighted samples): {ev['ramachandran_tv']:.3f}; "
-        f"NLL of {r['n_reference']:,} MD frames: {ev['nll_reference']:.2f} nats",
+        f"Ramachandran TV vs held-out MD (unweighted samples): {ev['ramachandran_tv']:.3f}; "
+        f"NLL of {r['n_reference']:,} held-out MD frames: {ev['nll_reference']:.2f} nats",
         f"samples (draw 1): {out / 'samples.npz'}  (score it: boltzflow evaluate {MODEL} --data "
         f"{out / 'samples.npz'})",
         f"F(phi), BG vs umbrella and MD: {out / 'figures' / 'free_energy_phi.png'}",
