@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "energy": "boltzflow.commands.energy",
     "umbrella": "boltzflow.commands.umbrella",
     "systems": "boltzflow.commands.systems",
+    "demo": "boltzflow.commands.demo",
 }
 
 

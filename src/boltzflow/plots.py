@@ -1,4 +1,17 @@
-"""Figures: functions that take arrays and return a matplotlib Figure (no pyplot state, no display needed)."""
+"""Figures: functions that take arrays and return a matplotlib Figure (no pyplot state, no display needed).
+
+Conventions every figure here keeps, so a reader can trust it (the tests in ``tests/test_plots.py`` check them):
+
+* every panel has axis labels with a unit in parentheses ("reduced units" for the dimensionless model systems);
+* free energies and reduced energies of one figure are in kT; when the temperature is known the kJ/mol scale is
+  a secondary axis (F(φ)) or stated in the colourbar label (2-D maps);
+* free-energy estimates from samples mask histogram bins with fewer than ``min_count`` samples (left blank, not
+  drawn as spikes) and say so in the figure; F(φ) curves carry a band of ±1 sd over independent draws;
+* 2-D histograms have a colourbar with a label; legends sit outside the axes, below the panels, so they never
+  cover data.
+
+The free-energy figures live in :mod:`boltzflow.plots_free_energy` and are re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +23,10 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from boltzflow.io import atomic_path
+from boltzflow.plots_free_energy import energy_histograms, free_energy_phi, free_energy_phi_psi, legend_below
+
+__all__ = ["distance_histograms", "dynamics", "energy_histograms", "free_energy_phi", "free_energy_phi_psi",
+           "legend_below", "min_r_histograms", "pca_panels", "ramachandran", "save"]
 
 
 def save(fig: Figure, path: str | Path, dpi: int = 130) -> None:
@@ -22,9 +39,10 @@ def distance_histograms(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.n
     """Paper 001 Fig. 1: inter-particle distance histograms, one panel per case.
 
     Args:
-        panels: ``(title, r_singular_reference, r_training_data, r_generated)`` per case, each r of shape (n,).
+        panels: ``(title, r_singular_reference, r_training_data, r_generated)`` per case, each r of shape (n,),
+            reduced length units.
     """
-    fig = Figure(figsize=(4.2 * len(panels), 3.4))
+    fig = Figure(figsize=(4.2 * len(panels), 3.8), layout="constrained")
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     bins = np.linspace(0.0, 4.0, 81)
     for ax, (title, r_sing, r_data, r_gen) in zip(axes, panels, strict=True):
@@ -32,12 +50,9 @@ def distance_histograms(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.n
         if r_data is not r_sing:
             ax.hist(r_data, bins=bins, density=True, histtype="step", color="tab:blue", lw=1.2, label="training data")
         ax.hist(r_gen, bins=bins, density=True, histtype="stepfilled", alpha=0.35, color="tab:red", label="generated")
-        ax.set_title(title)
-        ax.set_xlabel("r")
-        ax.set_yscale("log")
-        ax.axvline(0.3, color="gray", ls=":", lw=1)
-    axes[0].set_ylabel("density (log scale)")
-    axes[-1].legend(fontsize=8)
+        ax.axvline(0.3, color="gray", ls=":", lw=1, label="collision threshold r = 0.3")
+        ax.set(title=title, xlabel="distance r (reduced units)", ylabel="density (1/length, log scale)", yscale="log")
+    legend_below(fig, axes)
     return fig
 
 
@@ -45,36 +60,33 @@ def dynamics(x_real: np.ndarray, x_gen: np.ndarray, x1_real: np.ndarray, x1_gen:
     """Paper 001 Fig. 2: particle positions (real vs generated) and x1 trajectories.
 
     Args:
-        x_real: reference samples, shape (n, 4), ordered (x1, x2, y1, y2).
+        x_real: reference samples, shape (n, 4), ordered (x1, x2, y1, y2), reduced length units.
         x_gen: generated samples, shape (m, 4).
         x1_real: x1 along a Langevin trajectory, shape (T,).
         x1_gen: x1 along the flow-generated sequence, shape (T',).
-        dt: time between frames.
+        dt: time between frames, reduced time units.
     """
-    fig = Figure(figsize=(11, 7))
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
     axes = fig.subplots(2, 2)
     for ax, x, title in ((axes[0, 0], x_real, "(a) reference samples"), (axes[0, 1], x_gen, "(b) generated")):
         k = min(len(x), 3000)
         ax.scatter(x[:k, 0], x[:k, 1], s=2, alpha=0.4, label="particle 1")
         ax.scatter(x[:k, 2], x[:k, 3], s=2, alpha=0.4, label="particle 2")
-        ax.set_title(title)
-        ax.set_xlim(-2.2, 2.2)
-        ax.set_ylim(-1.6, 1.6)
+        ax.set(title=title, xlim=(-2.2, 2.2), ylim=(-1.6, 1.6), xlabel="x (reduced units)",
+               ylabel="y (reduced units)")
         ax.set_aspect("equal")
-    axes[0, 1].legend(markerscale=4, fontsize=8)
     panels = ((axes[1, 0], x1_real, "(c) overdamped Langevin"), (axes[1, 1], x1_gen, "(d) flow + latent OU"))
     for ax, x1, title in panels:
         ax.plot(np.arange(len(x1)) * dt, x1, lw=0.5)
-        ax.set_title(title)
-        ax.set_xlabel("time")
-        ax.set_ylabel("x1")
-        ax.set_ylim(-2, 2)
-    fig.tight_layout()
+        ax.set(title=title, xlabel="time (reduced units)", ylabel="x1 (reduced units)", ylim=(-2, 2))
+    legend_below(fig, axes[0, :], markerscale=4)
     return fig
 
 
 def ramachandran(ref: np.ndarray, gens: Mapping[str, np.ndarray], bins: int = 90) -> Figure:
     """Paper 001 Fig. 3: (φ, ψ) densities of the reference and of each model side by side, log colour scale.
+
+    Empty bins are left blank (white).
 
     Args:
         ref: reference angles, shape (n, 2), radians in [-π, π).
@@ -90,13 +102,10 @@ def ramachandran(ref: np.ndarray, gens: Mapping[str, np.ndarray], bins: int = 90
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for ax, (title, _), d in zip(axes, panels, dens, strict=True):
         mesh = ax.pcolormesh(edges, edges, np.ma.masked_equal(d.T, 0), norm=norm, cmap="viridis")
-        ax.set_title(title)
-        ax.set_xlabel("φ (degrees)")
-        ax.set_xticks([-180, -90, 0, 90, 180])
-        ax.set_yticks([-180, -90, 0, 90, 180])
+        ax.set(title=title, xlabel="φ (degrees)", xticks=[-180, -90, 0, 90, 180], yticks=[-180, -90, 0, 90, 180])
         ax.set_aspect("equal")
     axes[0].set_ylabel("ψ (degrees)")
-    fig.colorbar(mesh, ax=list(axes), label="density (1/deg², log scale)")
+    fig.colorbar(mesh, ax=list(axes), label="density (1/deg², log scale; empty bins blank)")
     return fig
 
 
@@ -110,7 +119,7 @@ def min_r_histograms(r_min: Mapping[str, np.ndarray], threshold_nm: float | None
         r_min: name -> r_min per configuration, shape (n,), nm (the first entry is drawn as the reference).
         threshold_nm: a vertical marker (the penalty's ε), or None.
     """
-    fig = Figure(figsize=(6.4, 4.0))
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = fig.subplots()
     finite = [np.asarray(v)[np.isfinite(v)] for v in r_min.values()]
     lo = min(float(v.min()) for v in finite if v.size)
@@ -120,21 +129,21 @@ def min_r_histograms(r_min: Mapping[str, np.ndarray], threshold_nm: float | None
         style = {"histtype": "stepfilled", "alpha": 0.3} if k == 0 else {"histtype": "step", "lw": 1.4}
         ax.hist(values, bins=bins, density=True, color=_COLORS[k % len(_COLORS)], label=name, **style)
     if threshold_nm is not None:
-        ax.axvline(threshold_nm, color="black", ls=":", lw=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("min non-bonded distance r_min [nm]")
-    ax.set_ylabel("density (log scale)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+        ax.axvline(threshold_nm, color="black", ls=":", lw=1, label=f"ε = {threshold_nm:g} nm")
+    ax.set(yscale="log", xlabel="min non-bonded distance r_min (nm)", ylabel="density (1/nm, log scale)")
+    legend_below(fig, [ax])
     return fig
 
 
-def pca_panels(proj: Mapping[str, np.ndarray], bins: int = 60) -> Figure:
+def pca_panels(proj: Mapping[str, np.ndarray], bins: int = 60, unit: str = "standardised units") -> Figure:
     """Paper 001 Fig. 4 (right): 2-D histograms of the first two principal components, one panel per set.
+
+    Bins without samples are left blank; the colour is log10 of the density on a scale shared by all panels.
 
     Args:
         proj: name -> projections, shape (n, 2) (the first entry sets the axis limits).
         bins: histogram bins per axis.
+        unit: unit of the projections (the PCA of alanine-cartesian runs on standardised coordinates).
     """
     first = np.asarray(next(iter(proj.values())))
     lo, hi = np.percentile(first, 0.5, axis=0), np.percentile(first, 99.5, axis=0)
@@ -142,74 +151,22 @@ def pca_panels(proj: Mapping[str, np.ndarray], bins: int = 60) -> Figure:
     edges = [np.linspace(lo[d] - pad[d], hi[d] + pad[d], bins + 1) for d in range(2)]
     ncols = min(3, len(proj))
     nrows = -(-len(proj) // ncols)
-    fig = Figure(figsize=(3.4 * ncols, 3.1 * nrows))
+    fig = Figure(figsize=(3.4 * ncols + 0.8, 3.1 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
     for ax in axes[len(proj) :]:
         ax.set_visible(False)
-    for ax, (name, p) in zip(axes, proj.items(), strict=False):
+    hists = []
+    for p in proj.values():
         p = np.asarray(p)
         p = p[np.isfinite(p).all(1)]
-        h, _, _ = np.histogram2d(p[:, 0], p[:, 1], bins=edges, density=True)
-        ax.pcolormesh(edges[0], edges[1], np.log10(h.T + 1e-4), cmap="viridis", shading="flat")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("PC 1")
-    for ax in axes[::ncols]:
-        ax.set_ylabel("PC 2")
-    fig.tight_layout()
-    return fig
-
-
-def _free_energy(h: np.ndarray) -> np.ndarray:
-    """-log of a histogram, NaN where it is empty."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.log(np.where(h > 0, h, np.nan))
-
-
-def free_energy_phi_psi(panels: Sequence[tuple[str, np.ndarray, np.ndarray | None]], bins: int = 60) -> Figure:
-    """(φ, ψ) free-energy maps side by side; each panel is (title, angles (n, 2) in degrees, weights (n,) or None)."""
-    edges = np.linspace(-180, 180, bins + 1)
-    fig = Figure(figsize=(5 * len(panels), 4.2), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
-    im = None
-    for ax, (title, ang, w) in zip(axes, panels, strict=True):
-        h, _, _ = np.histogram2d(ang[:, 0], ang[:, 1], bins=[edges, edges], weights=w, density=True)
-        f = _free_energy(h)
-        im = ax.pcolormesh(edges, edges, (f - np.nanmin(f)).T, cmap="viridis", vmax=10)
-        ax.set(title=title, xlabel="φ (deg)", ylabel="ψ (deg)")
-    fig.colorbar(im, ax=axes, label="F (kT)")
-    return fig
-
-
-def free_energy_phi(
-    curves: Sequence[tuple[str, np.ndarray, np.ndarray | None]],
-    reference: tuple[str, np.ndarray, np.ndarray] | None = None,
-    bins: int = 60,
-) -> Figure:
-    """F(φ) curves from samples (label, φ (n,) in degrees, weights or None), plus an optional reference curve
-    (label, φ grid in degrees, F in kT)."""
-    edges = np.linspace(-180, 180, bins + 1)
-    fig = Figure(figsize=(5.5, 4), layout="constrained")
-    ax = fig.subplots()
-    for label, phi, w in curves:
-        p, _ = np.histogram(phi, bins=edges, weights=w, density=True)
-        f = _free_energy(p)
-        ax.plot(0.5 * (edges[1:] + edges[:-1]), f - np.nanmin(f), label=label)
-    if reference is not None:
-        ax.plot(reference[1], reference[2], "k--", label=reference[0])
-    ax.set(xlabel="φ (deg)", ylabel="F(φ) (kT)")
-    ax.legend()
-    return fig
-
-
-def energy_histograms(u_ref: np.ndarray, u_gen: np.ndarray, w_gen: np.ndarray, ref_label: str = "MD") -> Figure:
-    """Reduced-energy histograms of reference frames, flow samples and reweighted flow samples (kT)."""
-    ok = np.isfinite(u_gen)
-    bins = np.linspace(np.percentile(u_ref, 0.1) - 5, np.percentile(u_ref, 99.9) + 30, 80)
-    fig = Figure(figsize=(5.5, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.hist(u_ref, bins=bins, density=True, histtype="step", label=ref_label)
-    ax.hist(u_gen[ok], bins=bins, density=True, histtype="step", label="flow samples")
-    ax.hist(u_gen[ok], bins=bins, weights=w_gen[ok], density=True, histtype="step", label="flow, reweighted")
-    ax.set(xlabel="u (kT)", ylabel="density")
-    ax.legend()
+        hists.append(np.histogram2d(p[:, 0], p[:, 1], bins=edges, density=True)[0])
+    positive = np.concatenate([h[h > 0] for h in hists] + [np.ones(1)])
+    vmin, vmax = np.log10(positive.min()), np.log10(positive.max())
+    for ax, name, h in zip(axes, proj, hists, strict=False):
+        with np.errstate(divide="ignore"):
+            mesh = ax.pcolormesh(edges[0], edges[1], np.ma.masked_invalid(np.where(h > 0, np.log10(h), np.nan)).T,
+                                 cmap="viridis", shading="flat", vmin=vmin, vmax=vmax)
+        ax.set(title=name, xlabel=f"PC 1 ({unit})", ylabel=f"PC 2 ({unit})")
+        ax.title.set_fontsize(9)
+    fig.colorbar(mesh, ax=list(axes[: len(proj)]), label=f"log10 density (1/{unit}²; empty bins blank)")
     return fig

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from boltzflow.plots_free_energy import legend_below
+
 
 def ess_vs_evaluations(curves: Mapping[str, tuple[Any, Any]], title: str = "") -> Figure:
     """ESS (%) against cumulative training energy evaluations, one line per method.
@@ -21,7 +23,7 @@ def ess_vs_evaluations(curves: Mapping[str, tuple[Any, Any]], title: str = "") -
             or (k, m) for k runs (seeds), drawn as the mean with a min-max band.
         title: figure title.
     """
-    fig = Figure(figsize=(6.0, 4.0))
+    fig = Figure(figsize=(6.0, 4.6), layout="constrained")
     ax = fig.subplots()
     for name, (evals, ess) in curves.items():
         evals, ess = np.asarray(evals, dtype=float), 100.0 * np.atleast_2d(np.asarray(ess, dtype=float))
@@ -30,11 +32,11 @@ def ess_vs_evaluations(curves: Mapping[str, tuple[Any, Any]], title: str = "") -
         if ess.shape[0] > 1:
             ax.fill_between(evals, ess.min(0), ess.max(0), color=line.get_color(), alpha=0.2)
     ax.set_xscale("log")
-    ax.set_xlabel("target energy evaluations (training)")
-    ax.set_ylabel("ESS (%)")
+    ax.set_xlabel("target energy evaluations during training (count)")
+    ax.set_ylabel("ESS (% of samples)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_below(fig, [ax])
     if title:
         ax.set_title(title)
     return fig
@@ -58,32 +60,35 @@ def learned_schedule(
         title: figure title.
     """
     step = _column(history, "step") + 1
-    fig = Figure(figsize=(13.0, 6.5))
+    fig = Figure(figsize=(13.0, 7.2), layout="constrained")
     ax = fig.subplots(2, 3).ravel()
-    for key, label in (("lam", "λ (trust region)"), ("eta", "η (entropy)")):
-        ax[0].plot(step, _column(history, key), marker="o", ms=3, label=label)
+    colors = iter(f"C{k}" for k in range(10))  # one colour per line, so the shared legend is unambiguous
+
+    def line(a: Any, key: str, label: str | None = None, scale: float = 1.0) -> None:
+        a.plot(step, scale * _column(history, key), marker="o", ms=3, color=next(colors), label=label)
+
+    line(ax[0], "lam", "λ (trust region)")
+    line(ax[0], "eta", "η (entropy)")
     ax[0].set_yscale("symlog", linthresh=1e-2)  # an inactive constraint's multiplier is exactly 0
-    ax[0].set_title("multipliers")
-    for key, label in (("a", "a (exponent of q0)"), ("b", "b (exponent of p̃)")):
-        ax[1].plot(step, _column(history, key), marker="o", ms=3, label=label)
-    ax[1].set_title("path q_i ∝ q0^a p̃^b")
-    factor = _column(history, "temperature_factor")
-    ax[2].semilogy(step, factor * (temperature_kelvin or 1.0), marker="o", ms=3)
-    ax[2].set_title("effective temperature " + ("T / b (K)" if temperature_kelvin else "factor 1 / b"))
-    ax[3].plot(step, _column(history, "entropy"), marker="o", ms=3)
-    ax[3].set_title("entropy estimate H(q̂_i) (nats)")
-    ax[4].plot(step, _column(history, "kl"), marker="o", ms=3, label="KL(q_{i+1} || q̂_i)")
-    ax[4].plot(step, _column(history, "delta_h"), marker="o", ms=3, label="ΔH")
-    ax[4].set_title("constraints at the solution (nats)")
-    ax[5].plot(step, 100 * _column(history, "buffer_ess_fraction"), marker="o", ms=3, label="step weights")
-    ax[5].plot(step, 100 * _column(history, "target_ess_fraction"), marker="o", ms=3, label="target weights")
-    ax[5].set_title("buffer ESS (%)")
+    ax[0].set(title="multipliers", ylabel="multiplier (dimensionless)")
+    line(ax[1], "a", "a (exponent of q0)")
+    line(ax[1], "b", "b (exponent of p̃)")
+    ax[1].set(title="path q_i ∝ q0^a p̃^b", ylabel="exponent (dimensionless)")
+    line(ax[2], "temperature_factor", scale=temperature_kelvin or 1.0)
+    ax[2].set(yscale="log", title="effective temperature",
+              ylabel="T / b (K)" if temperature_kelvin else "factor 1 / b (dimensionless)")
+    line(ax[3], "entropy")
+    ax[3].set(title="entropy estimate H(q̂_i)", ylabel="H (nats)")
+    line(ax[4], "kl", "KL(q_{i+1} || q̂_i)")
+    line(ax[4], "delta_h", "ΔH")
+    ax[4].set(title="constraints at the solution", ylabel="value (nats)")
+    line(ax[5], "buffer_ess_fraction", "buffer ESS, step weights", 100.0)
+    line(ax[5], "target_ess_fraction", "buffer ESS, target weights", 100.0)
+    ax[5].set(title="buffer ESS", ylabel="ESS (% of samples)")
     for a in ax:
-        a.set_xlabel("annealing step")
+        a.set_xlabel("annealing step (index)")
         a.grid(alpha=0.3)
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=8)
+    legend_below(fig, ax)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig

@@ -1,7 +1,8 @@
 """Figures of the Fisher-Rao curves work (paper 003): teleportation, learned speeds, samples, losses.
 
 Each function takes arrays and returns a matplotlib Figure (no pyplot state); save with
-:func:`boltzflow.plots.save`.
+:func:`boltzflow.plots.save`. The model problems are dimensionless ("reduced units" on the axes); legends sit
+below the panels so they cover no data.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from boltzflow.plots_free_energy import legend_below
 
 
 def teleport_speeds(
@@ -22,24 +25,23 @@ def teleport_speeds(
         linear: m -> speeds along the linear path, shape (T,).
         ou: m -> speeds along the OU path, shape (T,).
     """
-    fig = Figure(figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 4.8), layout="constrained")
     ax, ax_m = fig.subplots(1, 2)
     colors = dict(zip(sorted(linear), ("tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:green"), strict=False))
     for m in sorted(linear):
         ax.plot(times, linear[m], color=colors[m], label=f"linear, m={m:g}")
         ax.plot(times, ou[m], color=colors[m], ls="--", label=f"OU, m={m:g}")
     ax.set_yscale("log")
-    ax.set_xlabel("t")
-    ax.set_ylabel(r"$\|v_t\|_{L^2(\rho_t)}$ (W2 metric speed)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_xlabel("path time t (dimensionless)")
+    ax.set_ylabel(r"W2 metric speed $\|v_t\|_{L^2(\rho_t)}$ (reduced units)")
     ms = np.array(sorted(linear))
     ax_m.plot(ms, [np.max(linear[m]) for m in ms], "o-", label="linear (max over t)")
     ax_m.plot(ms, [np.max(ou[m]) for m in ms], "s--", label="OU (max over t)")
     ax_m.set_yscale("log")
-    ax_m.set_xlabel("mode distance m")
-    ax_m.legend(fontsize=8)
+    ax_m.set_xlabel("mode distance m (reduced units)")
+    ax_m.set_ylabel(r"$\max_t \|v_t\|$ (reduced units)")
+    legend_below(fig, [ax, ax_m])
     fig.suptitle(r"$\rho_Z=N(0,1)$, $\rho_D=0.8\,N(0,1)+0.2\,N(m,1)$: exact 1-D speeds", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -49,18 +51,17 @@ def learned_speeds(panels: Sequence[tuple[str, Mapping[str, tuple[np.ndarray, np
     Args:
         panels: ``(title, {label: (times (T,), mean (T,), sd (T,))})`` per panel.
     """
-    fig = Figure(figsize=(5 * len(panels), 3.8))
+    fig = Figure(figsize=(5 * len(panels), 4.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, curves) in zip(axes, panels, strict=True):
         for label, (t, mean, sd) in curves.items():
-            ax.plot(t, mean, label=label)
-            ax.fill_between(t, np.maximum(mean - sd, 1e-12), mean + sd, alpha=0.25)
+            (line,) = ax.plot(t, mean, label=label)
+            ax.fill_between(t, np.maximum(mean - sd, 1e-12), mean + sd, alpha=0.25, color=line.get_color())
         ax.set_yscale("log")
-        ax.set_xlabel("t")
+        ax.set_xlabel("path time t (dimensionless)")
+        ax.set_ylabel(r"speed $\|v_t\|_{L^2(q_t)}$ (reduced units)")
         ax.set_title(title)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel(r"$\|v_t\|_{L^2(q_t)}$")
-    fig.tight_layout()
+    legend_below(fig, axes)
     return fig
 
 
@@ -72,30 +73,30 @@ def samples_2d(panels: Sequence[tuple[str, np.ndarray]], means: np.ndarray | Non
         means: mode centres, shape (K, 2), or None.
         lim: half-width of the plotted square.
     """
-    fig = Figure(figsize=(3.6 * len(panels), 3.6))
+    fig = Figure(figsize=(3.6 * len(panels), 4.2), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, x) in zip(axes, panels, strict=True):
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.3, color="tab:blue", rasterized=True)
         if means is not None:
-            ax.scatter(means[:, 0], means[:, 1], marker="x", s=12, color="tab:red", lw=0.8)
+            ax.scatter(means[:, 0], means[:, 1], marker="x", s=12, color="tab:red", lw=0.8, label="mode centres")
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
+        ax.set(xlabel="x₁ (reduced units)", ylabel="x₂ (reduced units)")
+    legend_below(fig, axes)
     return fig
 
 
 def loss_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> Figure:
     """Training loss (log scale) against the step, one line per label: ``{label: (steps, loss)}``."""
-    fig = Figure(figsize=(5, 3.6))
+    fig = Figure(figsize=(5, 4.2), layout="constrained")
     ax = fig.subplots()
     for label, (steps, loss) in curves.items():
         ax.plot(steps, loss, label=label)
     ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("mean squared residual")
+    ax.set_xlabel("training step (count)")
+    ax.set_ylabel("mean squared residual (reduced units²)")
     ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    legend_below(fig, [ax])
     return fig

@@ -55,10 +55,8 @@ def load_system(ckpt: dict[str, Any], path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
-    from boltzflow.errors import BoltzflowError
     from boltzflow.io import check_output_file, save_npz
     from boltzflow.training.checkpoint import load_flow
 
@@ -66,27 +64,50 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out)
     flow, ckpt = load_flow(args.checkpoint, args.weights)
     system = load_system(ckpt, args.checkpoint)
-    energy = system.energy() if system is not None else None
-    gen = torch.Generator().manual_seed(args.seed)
-    xs, lps = [], []
-    with torch.no_grad():
-        for start in range(0, args.n, args.batch_size):
-            s = flow.sample(min(args.batch_size, args.n - start), gen)
-            xs.append(s.x.double())
-            lps.append(s.log_prob.double())
-    arrays = {"x": torch.cat(xs).numpy(), "log_prob": torch.cat(lps).numpy()}
-    if not np.isfinite(arrays["x"]).all():
-        raise BoltzflowError("the flow produced non-finite samples; the checkpoint may be broken")
-    if system is not None and arrays["x"].shape[1] != system.dim:
-        raise BoltzflowError(f"checkpoint {args.checkpoint}: the flow makes {arrays['x'].shape[1]}-D samples but its "
-                             f"system {system.name} has dimension {system.dim}")
-    if energy is not None:
-        x = torch.as_tensor(arrays["x"]).unflatten(-1, system.event_shape)
-        u = torch.cat([energy.energy(c) for c in x.split(args.batch_size)])
-        arrays["energy"] = u.double().numpy()
-        arrays["log_w"] = -arrays["energy"] - arrays["log_prob"]
-    if system is not None and len(system.event_shape) == 2:
-        arrays["xyz"] = arrays["x"].reshape(args.n, *system.event_shape).astype(np.float32)
+    arrays = draw_samples(flow, system, args.n, args.batch_size, torch.Generator().manual_seed(args.seed),
+                          args.checkpoint)
     save_npz(args.out, **arrays)
     print(f"wrote {args.n} samples to {args.out}")
     return 0
+
+
+def draw_samples(flow: Any, system: Any, n: int, batch_size: int, gen: Any, name: str = "checkpoint",
+                 on_batch: Any = None) -> dict[str, Any]:
+    """``n`` flow samples as written by ``boltzflow sample``: x (n, D), log_prob (n,) and, with a system's
+    energy, energy (n,) kT and log_w (n,); xyz (n, n_atoms, 3) nm float32 for molecules.
+
+    Args:
+        flow: the flow (eval mode).
+        system: the checkpoint's system, or None.
+        n: number of samples; batch_size: samples per forward pass; gen: a ``torch.Generator``.
+        name: the checkpoint's name for error messages.
+        on_batch: called with the batch size after each batch (a progress bar's ``update``), or None.
+    """
+    import numpy as np
+    import torch
+
+    from boltzflow.errors import BoltzflowError
+
+    energy = system.energy() if system is not None else None
+    xs, lps, us = [], [], []
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            s = flow.sample(min(batch_size, n - start), gen)
+            xs.append(s.x.double())
+            lps.append(s.log_prob.double())
+            if not torch.isfinite(xs[-1]).all():
+                raise BoltzflowError("the flow produced non-finite samples; the checkpoint may be broken")
+            if system is not None and xs[-1].shape[1] != system.dim:
+                raise BoltzflowError(f"checkpoint {name}: the flow makes {xs[-1].shape[1]}-D samples but its "
+                                     f"system {system.name} has dimension {system.dim}")
+            if energy is not None:
+                us.append(energy.energy(xs[-1].unflatten(-1, system.event_shape)).double())
+            if on_batch is not None:
+                on_batch(len(xs[-1]))
+    arrays = {"x": torch.cat(xs).numpy(), "log_prob": torch.cat(lps).numpy()}
+    if energy is not None:
+        arrays["energy"] = torch.cat(us).numpy()
+        arrays["log_w"] = -arrays["energy"] - arrays["log_prob"]
+    if system is not None and len(system.event_shape) == 2:
+        arrays["xyz"] = arrays["x"].reshape(n, *system.event_shape).astype(np.float32)
+    return arrays

@@ -175,21 +175,25 @@ def _centres(config: Any) -> np.ndarray:
 
 
 def _figure(r: Any, kt_kj: float, title: str) -> Any:
+    """F(φ) in kT with ±2 s.e. (kJ/mol on a secondary axis), the αL region shaded; the legend sits below."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 3.6))
+    from boltzflow.plots import legend_below
+
+    fig = Figure(figsize=(6, 4.4), layout="constrained")
     ax = fig.add_subplot()
-    phi, f, err = np.degrees(r.phi_grid), r.free_energy_kt * kt_kj, r.free_energy_err * kt_kj
+    phi, f, err = np.degrees(r.phi_grid), r.free_energy_kt, r.free_energy_err
     ax.axvspan(0, 120, color="tab:orange", alpha=0.12, label=r"$\alpha_L$ region (0° < φ < 120°)")
-    ax.fill_between(phi, f - 2 * err, f + 2 * err, color="tab:blue", alpha=0.3, label="±2 s.e.")
+    ax.fill_between(phi, f - 2 * err, f + 2 * err, color="tab:blue", alpha=0.3, label="±2 s.e. (MBAR)")
     ax.plot(phi, f, color="tab:blue", label="umbrella + MBAR")
     ax.set_xlim(-180, 180)
     if np.isfinite(f).any():
-        ax.set_ylim(-2.0, 1.15 * np.nanmax(f) + 2.0)
+        ax.set_ylim(-1.0, 1.15 * np.nanmax(f) + 1.0)
     ax.set_xticks(range(-180, 181, 60))
     ax.set_xlabel("φ (degrees)")
-    ax.set_ylabel("F(φ) (kJ/mol)")
+    ax.set_ylabel("F(φ) (kT)")
+    ax.secondary_yaxis("right", functions=(lambda v: v * kt_kj, lambda v: v / kt_kj)).set_ylabel("F(φ) (kJ/mol)")
     p, e = r.alpha_l_population, r.alpha_l_population_err
     ax.set_title(f"{title}, αL population {p:.4f} ± {e:.4f}", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    legend_below(fig, [ax])
     return fig

@@ -71,8 +71,8 @@ class Affine(Elementwise):
 
     def __init__(self, scale_clamp: float | None = None) -> None:
         super().__init__()
-        if scale_clamp is not None and not scale_clamp > 0:
-            raise ValueError(f"scale_clamp must be positive or None, got {scale_clamp}")
+        if scale_clamp is not None and not 0 < scale_clamp < float("inf"):
+            raise ValueError(f"scale_clamp must be positive and finite, or None, got {scale_clamp}")
         self.scale_clamp = scale_clamp
 
     def _s(self, s: Tensor) -> Tensor:
