@@ -191,6 +191,7 @@ def _train(system: Any, method: str, flow: Flow, spec: dict[str, Any], sc: Basel
     res = train(flow, loss, source, cfg, checkpoint=ckpt, reporters=reporters, stage=method,
                 extra={"flow_spec": spec, "system": system.name, "method": method})
     return {"best_epoch": res.best_epoch, "best_val": res.best_val, "skipped_steps": res.skipped_steps,
+            "steps": int(sum(h["steps"] for h in res.history)),
             "train_seconds_all_epochs": res.train_seconds, "final_train_loss": res.history[-1]["train_loss"],
             "train_config": asdict(cfg)}
 
