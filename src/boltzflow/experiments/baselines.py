@@ -56,7 +56,7 @@ from boltzflow.training.reporters import MetricsLog, ProgressBar
 from boltzflow.training.sources import DatasetSource, FlowSampleSource
 
 METHODS = ("nll", "reverse_kl")
-SAMPLE_BYTES = 1_000_000  # most bytes of positions written to samples.npz
+SAMPLE_BYTES = 1_000_000  # most bytes written to samples.npz (positions and log weights)
 
 
 @dataclass
@@ -230,7 +230,7 @@ def run(out: str | Path, system_name: Any, method: str, *, seed: int = 0, scale:
     cpu_train = time.process_time() - cpu0
     evaluation, samples = evaluate_baseline(system, flow.double().eval(), held_x, sc, seed, to_flow, from_flow,
                                             flow_energy(system))
-    rows = max(1, min(len(samples["x"]), SAMPLE_BYTES // (4 * system.dim)))
+    rows = max(1, min(len(samples["x"]), SAMPLE_BYTES // (4 * system.dim + 8)))  # float32 x, float64 log_w
     save_npz(out / "samples.npz", x=samples["x"][:rows].astype(np.float32), log_w=samples["log_w"][:rows])
     results = {**config, "training": fit, "evaluation": evaluation, "samples_saved": rows,
                "timing": {"cpu_seconds_train": round(cpu_train, 1),
