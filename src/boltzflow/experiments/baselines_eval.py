@@ -9,6 +9,8 @@ For each of ``n_draws`` draws, ``n_per_draw`` fresh flow samples (float64) with 
   raw samples and reweighted (GMM-40);
 * ``energy_distance``: raw and reweighted model samples against a fresh exact sample, and the floor (the same
   statistic between two independent exact samples of the same size) (GMM-40, ManyWell-32);
+* ``wells`` (ManyWell-32): the share of double-well coordinates in the deeper well, raw, reweighted and in the
+  exact sample (0.8443 in expectation), and the number of the 2¹⁶ modes the draw visits;
 * ``particle_w2``: distance and energy W2 against the held-out half of the MCMC reference, with the floor
   between two disjoint held-out subsets (DW4, LJ13).
 
@@ -31,7 +33,7 @@ from boltzflow.eval.evaluate import Draw, evaluate, mean_sd
 from boltzflow.eval.log_z import log_z_error
 from boltzflow.eval.modes import mode_coverage
 from boltzflow.eval.particles import particle_w2
-from boltzflow.eval.weights import ess_fraction
+from boltzflow.eval.weights import ess_fraction, finite_log_weights
 from boltzflow.flows.flow import Flow
 
 DRAW_SEED = 2_000_000  # evaluation streams: DRAW_SEED + 1000 * seed + draw (flow samples), + 500 (references)
@@ -70,11 +72,22 @@ def draw_metrics(system: Any, draw: Draw, held_x: Tensor, n_metric: int, seed: i
         out["energy_distance"] = {"raw": energy_distance(draw.x[:m], a),
                                   "reweighted": energy_distance(draw.x[:m], a, log_w=draw.log_w[:m]),
                                   "floor": energy_distance(b, a), "n": m}
+        if hasattr(system, "wells"):
+            out["wells"] = _wells(system, draw, ref)
     elif hasattr(system, "n_particles"):
         m = min(m, len(held_x) // 2)
         w2 = particle_w2(held_x.numpy(), draw.x.numpy(), system.energy().double(), m, 1, seed)
         out["particle_w2"] = {k: v for k, v in w2.items() if not k.endswith("_sd") and k != "draws"}
     return out
+
+
+def _wells(system: Any, draw: Draw, ref: Tensor) -> dict[str, float]:
+    """ManyWell: share of double-well coordinates in the deeper well (raw, reweighted, exact sample), modes seen."""
+    deep = system.wells(draw.x).double()  # (n, n_pairs)
+    w = torch.softmax(finite_log_weights(draw.log_w.double())[0], 0)
+    return {"deep_fraction": float(deep.mean()), "deep_fraction_reweighted": float((w[:, None] * deep).sum(0).mean()),
+            "deep_fraction_exact": float(system.wells(ref).double().mean()),
+            "n_modes_visited": len(torch.unique(system.mode_of(draw.x)))}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
