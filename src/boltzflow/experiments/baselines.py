@@ -108,7 +108,7 @@ def scale_for(system_name: str, name: str = "full") -> BaselineScale:
         "manywell32": replace(base, n_train=100_000, nll=replace(base.nll, epochs=16),
                               reverse_kl=replace(base.reverse_kl, epochs=30)),
         "dw4": replace(base, hidden=[64, 64], nll=replace(base.nll, epochs=300)),
-        "lj13": replace(base, nll=replace(base.nll, epochs=80), energy_cut=1e3),
+        "lj13": replace(base, nll=replace(base.nll, epochs=200), energy_cut=1e3),
     }
     return per_system.get(system_name, base)
 
