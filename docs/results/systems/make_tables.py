@@ -40,6 +40,23 @@ def _steps(r):
     return sc["nll"]["epochs"] * -(-n_fit // sc["nll"]["batch_size"])
 
 
+def _energy_summary(r):
+    """Median u of the saved model samples and of the MCMC reference, and the share of samples above 100 kT."""
+    import numpy as np
+    import torch
+
+    from boltzflow.io import load_npz
+    from boltzflow.systems.registry import get_system
+
+    system = get_system(r["system"])
+    energy = system.energy().double()
+    with torch.no_grad():
+        u = energy(torch.as_tensor(load_npz(HERE / f"{r['system']}-{r['method']}" / "samples.npz")["x"]).double())
+        u_ref = energy(torch.as_tensor(system.reference("mcmc").load()))
+    share = float((u > 100).double().mean())
+    return f"{np.median(u.numpy()):.3g} / {np.median(u_ref.numpy()):.3g} | {share:.3f} (n = {len(u)})"
+
+
 def main():
     runs = load()
     out = ["| system | method | ESS fraction | log Z error (stderr) | NLL held-out (nats) | EUBO − log Z | "
@@ -66,15 +83,25 @@ def main():
                  f"{pm(mo['raw']['max_abs_error'])} / {pm(mo['reweighted']['max_abs_error'])}") if mo else ("–",) * 3
         out.append(f"| {r['system']} | {METHODS[r['method']]} | {' | '.join(modes)} | {pm(ed['raw'])} | "
                    f"{pm(ed['reweighted'])} | {pm(ed['floor'])} | {int(ed['n']['mean'])} |")
-    out += ["", "| system | method | distance W2 | floor | energy W2 (kT) | floor (kT) | n per set |",
-            "|" + " --- |" * 7]
+    out += ["", "| system | method | deep-well share raw | reweighted | exact sample | modes visited per draw |",
+            "|" + " --- |" * 6]
+    for r in runs:
+        w = r["evaluation"]["draws"].get("wells")
+        if w is None:
+            continue
+        out.append(f"| {r['system']} | {METHODS[r['method']]} | {pm(w['deep_fraction'])} | "
+                   f"{pm(w['deep_fraction_reweighted'])} | {pm(w['deep_fraction_exact'])} | "
+                   f"{pm(w['n_modes_visited'], 0)} |")
+    out += ["", "| system | method | distance W2 | floor | energy W2 (kT) | floor (kT) | n per set | "
+            "median u: model / reference (kT) | share of model samples with u > 100 kT |", "|" + " --- |" * 9]
     for r in runs:
         w = r["evaluation"]["draws"].get("particle_w2")
         if w is None:
             continue
         out.append(f"| {r['system']} | {METHODS[r['method']]} | {pm(w['distance_w2'])} | "
                    f"{pm(w['distance_w2_floor'])} | "
-                   f"{pm(w['energy_w2'])} | {pm(w['energy_w2_floor'])} | {int(w['n']['mean'])} |")
+                   f"{pm(w['energy_w2'])} | {pm(w['energy_w2_floor'])} | {int(w['n']['mean'])} | "
+                   f"{_energy_summary(r)} |")
     sys.stdout.write("\n".join(out) + "\n")
 
 
