@@ -78,11 +78,14 @@ def run_recipe(args: argparse.Namespace, name_or_path: str) -> int:
     if not args.out:
         raise BoltzflowError("--out is required (the run's folder); or pass --print-config")
     check_out_dir(args.out, args.force)
+    module = runner_module(recipe.runner, recipe.source)
     if args.device is not None:
         from boltzflow.experiments.cartesian_training import resolve_device
+        from boltzflow.experiments.runner import check_device
 
+        if not getattr(module, "ANY_DEVICE", False):
+            check_device(args.device, recipe.runner)
         resolve_device(args.device)
-    module = runner_module(recipe.runner, recipe.source)
     meta = {"name": recipe.name, "scale": recipe.scale, "source": recipe.source, "toml": text}
     got = module.run(args.out, recipe.config, seed=args.seed, progress=not args.no_progress, force=args.force,
                      command=["boltzflow", *sys.argv[1:]], device=args.device, recipe=meta)

@@ -36,6 +36,7 @@ from boltzflow.systems import alanine_cartesian as ac
 from boltzflow.systems.registry import get_system
 
 TRAINED = T.TRAINED
+ANY_DEVICE = True  # --device cuda: training, sampling and AMBER energies run there
 __all__ = ["CartesianScale", "Config", "TRAINED", "run", "table2_markdown"]
 
 

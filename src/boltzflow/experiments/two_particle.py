@@ -154,7 +154,7 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
         system = cfg.system.system(cases[i][1])
         x_real = _reference(ctx.out, cfg.only_case, system, _n_ref(cfg, i), seed + 1000 * i, cfg, progress)
         _train(ctx, cfg.only_case, system, x_real, cfg, seed + i)
-        return {}
+        return {"message": f"trained case {cfg.only_case} in {ctx.out}"}
     quad = {name: two_particle_quadrature(cfg.system.lam, cfg.system.beta, eps if eps > 1e-6 else 0.0)
             for name, eps in cases}
     first = cases[0][0]
