@@ -307,7 +307,7 @@ def test_device_and_deadline_options_are_checked_before_writing(tmp_path, capsys
     cases = [
         (["alanine-cartesian", "--device", "tpu"], "--device 'tpu' is not a device"),
         (["two-particle", "--device", "cuda:0"], "runs on the CPU only"),
-        (["alanine-cartesian", "--deadline-minutes", "-1"], "deadline_minutes must be a finite number >= 0"),
+        (["alanine-cartesian", "--set", "deadline_minutes=-1"], "deadline_minutes must be a finite number >= 0"),
         (["two-particle", "--set", "train_only=true"], "unknown key 'train_only'"),
     ]
     for k, (args, message) in enumerate(cases):

@@ -13,8 +13,8 @@ recipes:
 
 --quick is a small run for demos (minutes); --full uses the paper's sizes. Any field of the recipe can be
 changed with --set KEY=VALUE (e.g. --set stages.0.epochs=5, --set only_case=eps0.1 for one two-particle row,
---set 'models=["nll"]' --set train_only=true for alanine-cartesian); --print-config shows the resolved recipe,
-which `boltzflow run FILE` runs unchanged.
+--set 'models=["nll"]' --set train_only=true --set deadline_minutes=9 for alanine-cartesian); --print-config
+shows the resolved recipe, which `boltzflow run FILE` runs unchanged.
 """
 
 from __future__ import annotations
@@ -48,8 +48,6 @@ def add_recipe_arguments(p: argparse.ArgumentParser, scales: bool) -> None:
     p.add_argument("--device", default=None,
                    help="cpu (default), cuda or cuda:N, for recipes whose runner computes there (alanine-cartesian: "
                         "training, sampling and AMBER energies; checkpoints stay loadable on the CPU)")
-    p.add_argument("--deadline-minutes", type=float, default=None,
-                   help="shorthand for --set deadline_minutes=T (recipes with a deadline: alanine-cartesian)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -67,10 +65,7 @@ def run_recipe(args: argparse.Namespace, name_or_path: str) -> int:
 
     if args.seed < 0:
         raise BoltzflowError(f"--seed must be >= 0, got {args.seed}")
-    overrides = list(args.overrides)
-    if args.deadline_minutes is not None:
-        overrides.append(f"deadline_minutes={args.deadline_minutes!r}")
-    recipe = load_recipe(name_or_path, args.scale, overrides)
+    recipe = load_recipe(name_or_path, args.scale, args.overrides)
     text = dump_recipe(recipe)
     if args.print_config:
         sys.stdout.write(text)
