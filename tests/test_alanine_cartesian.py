@@ -183,7 +183,6 @@ def ac_pdb():
 def test_bad_input_is_refused_before_writing(tmp_path):
     from boltzflow.errors import BoltzflowError
     from boltzflow.experiments import alanine_cartesian as E
-
     from boltzflow.recipes import ConfigError
 
     with pytest.raises(ConfigError, match="models must be a non-empty subset"):

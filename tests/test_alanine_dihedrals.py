@@ -79,7 +79,6 @@ def test_metrics_of_the_reference_itself_are_at_the_floor():
 
 def test_load_angles_from_positions_and_bad_input():
     from boltzflow.energies.openmm_system import alanine_dipeptide
-
     from boltzflow.systems.registry import get_system
 
     system = get_system("alanine-dipeptide")

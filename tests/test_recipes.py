@@ -61,7 +61,8 @@ def test_run_file_writes_the_outputs_and_the_resolved_recipe(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["n_samples"] == 1000 and results["config"]["evaluation"]["n_samples"] == 1000
     assert results["config"]["stages"][1]["epochs"] == 1 and results["config"]["scale"] == "full"
-    assert load_recipe(str(out / "recipe.toml")).config == load_recipe(str(edited), "full", ["stages.1.epochs=1"]).config
+    expected = load_recipe(str(edited), "full", ["stages.1.epochs=1"]).config
+    assert load_recipe(str(out / "recipe.toml")).config == expected
     assert len(results["evaluation"]["ess_fraction"]["values"]) >= 4
 
 
