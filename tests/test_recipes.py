@@ -22,7 +22,7 @@ SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "two-particle
 
 
 def test_the_five_reproductions_are_shipped_recipes_with_quick_and_smoke_presets():
-    assert recipe_names() == SHIPPED and sorted(RUNNERS) == SHIPPED
+    assert recipe_names() == SHIPPED and sorted(RUNNERS) == sorted([*SHIPPED, "bg"])
     for name in SHIPPED:
         full, quick, smoke = (load_recipe(name, s).config for s in ("full", "quick", "smoke"))
         assert full != quick != smoke and full == type(full)()  # the file's full scale is the runner's default
@@ -70,7 +70,8 @@ def test_run_file_writes_the_outputs_and_the_resolved_recipe(tmp_path, capsys):
 
 # fields for which zero is a meaningful value (a weight, a count of optional extras, an offset)
 ZERO_OK = {"seed", "weight_decay", "val_fraction", "nll_weight", "kl_weight", "iw_weight", "force_weight", "lam",
-           "smooth_lam", "softcore_eps", "alpha_l_seed_runs", "alpha_l_seed_frames", "deadline_minutes"}
+           "smooth_lam", "softcore_eps", "alpha_l_seed_runs", "alpha_l_seed_frames", "deadline_minutes",
+           "model_metrics_n"}
 
 
 def numeric_fields(table: dict, prefix: tuple = ()) -> list[tuple]:
@@ -212,6 +213,26 @@ def test_a_finished_run_is_refused_without_force(tmp_path, capsys, runners_must_
     rc, err = run_cli(["reproduce", "two-particle", "--out", str(tmp_path)], capsys)
     assert rc == 1 and len(err) == 1 and "already holds a finished run" in err[0]
     assert (tmp_path / "results.json").read_text() == "{}"
+
+
+def test_evaluate_scores_exact_samples_of_a_model_system_as_perfect():
+    """Exact GMM-40 samples weighted by exp(-u)/p (u = -log p, log Z = 0): ESS 1, log Z error 0, every mode."""
+    import torch
+
+    from boltzflow.eval.evaluate import Draw, evaluate
+    from boltzflow.systems.registry import get_system
+
+    system = get_system("gmm40")
+    draws = []
+    for k in range(4):
+        x = system.sample_exact(4000, torch.Generator().manual_seed(k))
+        log_p = -system.energy()(x) - system.log_z
+        draws.append(Draw(x, -system.energy()(x) - log_p))
+    ev = evaluate(system, draws, model_metrics_n=1000)
+    assert ev["ess_fraction"]["mean"] == pytest.approx(1.0) and ev["ess_fraction"]["sd"] == pytest.approx(0.0)
+    assert abs(ev["log_z"]["error"]) < 1e-12
+    assert ev["model_system"]["modes"]["reweighted"]["coverage"] == 1.0
+    assert "model_system" not in evaluate(system, draws)  # opt-in
 
 
 # --- house rules checked on the source -----------------------------------------------------------------------------

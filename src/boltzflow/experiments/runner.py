@@ -175,6 +175,7 @@ def bg_evaluation(system: Any, flow: Any, energy_flat: Callable[[Tensor], Tensor
         system, [Draw(d.x.unflatten(-1, shape), d.log_w, d.u) for d in draws],
         reference_x=None if reference_x is None else reference_x.unflatten(-1, shape),
         log_q_reference=log_q_ref, states=states, clip_fraction=ev.clip_fraction,
+        model_metrics_n=ev.model_metrics_n or None,
     )
     return metrics, draws
 

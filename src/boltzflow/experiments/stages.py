@@ -111,6 +111,8 @@ class BGEvaluation:
         mh_steps: independence Metropolis-Hastings steps on the first draw.
         clip_fraction: share of the largest log weights clipped for the clipped ESS.
         chunk_size: samples per flow/energy call.
+        model_metrics_n: for model systems, samples per set of the mode coverage / energy distance / W2 with
+            their floors (0: none).
     """
 
     n_samples: int = 100_000
@@ -118,9 +120,11 @@ class BGEvaluation:
     mh_steps: int = 99_999
     clip_fraction: float = 1e-4
     chunk_size: int = 5000
+    model_metrics_n: int = 5000
 
     def __post_init__(self) -> None:
         positive(self, "n_samples", "n_draws", "mh_steps", "clip_fraction", "chunk_size")
+        positive(self, "model_metrics_n", allow_zero=True)
         if self.clip_fraction >= 1:
             raise ValueError(f"clip_fraction must be < 1, got {self.clip_fraction}")
 
