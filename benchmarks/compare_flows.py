@@ -75,11 +75,12 @@ def flow_modules(package: str) -> SimpleNamespace:
 
 
 def _shipped_spec() -> dict | None:
-    """Flow spec of the shipped alanine-dipeptide BG (our own file), or None when it is not stored as a .pt."""
-    path = ROOT / "src/boltzflow/data/alanine-dipeptide-bg.pt"
-    if not path.is_file():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=False)["flow_spec"]
+    """Flow spec of the shipped alanine-dipeptide BG (read from its safetensors JSON header; no pickle), or None
+    when the package being measured ships none."""
+    from boltzflow.training.checkpoint import read_checkpoint, shipped_models
+
+    path = shipped_models().get("alanine-dipeptide-bg")
+    return None if path is None else read_checkpoint(path)["flow_spec"]
 
 
 def models(base, new) -> list[tuple[str, object, object, Callable[[int], torch.Tensor]]]:

@@ -266,8 +266,8 @@ def test_mcmc_resumes_bit_identically_and_writes_provenance(tmp_path, monkeypatc
 
     s = ref.McmcSettings(n_chains=8, burn_in=30, n_per_chain=4, thin=10, record_every=2)
     system = get_system("dw4")
-    whole = ref.run_seed(system, s, 0, False, tmp_path / "a.pt", every=1000)
-    saves, original = [], ref.save_torch
+    whole = ref.run_seed(system, s, 0, False, tmp_path / "a.safetensors", every=1000)
+    saves, original = [], ref.save_run_checkpoint
 
     def stop_after_two(path, obj):  # a kill right after the second checkpoint
         original(path, obj)
@@ -275,11 +275,11 @@ def test_mcmc_resumes_bit_identically_and_writes_provenance(tmp_path, monkeypatc
         if len(saves) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(ref, "save_torch", stop_after_two)
+    monkeypatch.setattr(ref, "save_run_checkpoint", stop_after_two)
     with pytest.raises(KeyboardInterrupt):
-        ref.run_seed(system, s, 0, False, tmp_path / "b.pt", every=7)
-    monkeypatch.setattr(ref, "save_torch", original)
-    resumed = ref.run_seed(system, s, 0, False, tmp_path / "b.pt", every=7)
+        ref.run_seed(system, s, 0, False, tmp_path / "b.safetensors", every=7)
+    monkeypatch.setattr(ref, "save_run_checkpoint", original)
+    resumed = ref.run_seed(system, s, 0, False, tmp_path / "b.safetensors", every=7)
     np.testing.assert_array_equal(resumed["x"], whole["x"])
     assert resumed["acceptance"] == whole["acceptance"]
     prov = ref.make_reference("dw4", tmp_path, (0, 1), False, s)

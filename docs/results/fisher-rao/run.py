@@ -26,6 +26,7 @@ import torch
 from evaluate import evaluate
 from targets import TARGETS
 
+from boltzflow.io import save_safetensors
 from boltzflow.training.fisher_rao import build_model
 from boltzflow.training.fisher_rao_fit import (
     FitConfig,
@@ -69,7 +70,7 @@ def run_one(target_name: str, interp: str, seed: int, args: argparse.Namespace) 
     if seed == 0:
         np.savez_compressed(HERE / f"samples-{name}.npz", x=ev["x"][:10_000].numpy().astype(np.float32),
                             log_w=ev["log_w"][:10_000].numpy())
-    torch.save(model.state_dict(), HERE / "runs" / f"{name}-s{seed}.pt")
+    save_safetensors(HERE / "runs" / f"{name}-s{seed}.safetensors", model.state_dict(), {"result": result})
     return result
 
 

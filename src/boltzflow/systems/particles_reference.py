@@ -47,7 +47,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from boltzflow.energies.particles import pair_distances, remove_com
-from boltzflow.io import save_torch
+from boltzflow.io import read_safetensors, save_safetensors
 from boltzflow.samplers.metropolis import MetropolisState, init, step
 from boltzflow.systems.particles import ParticleSystem
 
@@ -129,6 +129,29 @@ def _fresh_run(system: ParticleSystem, s: McmcSettings, seed: int) -> dict[str, 
             "trace_d": [], "accepted": 0, "wall": 0.0}
 
 
+_LISTS = ("kept", "trace_u", "trace_d")  # lists of tensors in a run checkpoint
+_SCALARS = ("k", "log_step", "accepted", "wall")
+
+
+def save_run_checkpoint(path: Path, ck: dict[str, Any]) -> None:
+    """Write one seed's run state (no pickle): tensors ``x``, ``gen`` and the lists ``kept``/``trace_*`` as
+    ``name/i``; the scalars and list lengths as JSON."""
+    tensors = {"x": ck["x"], "gen": ck["gen"]}
+    for name in _LISTS:
+        tensors.update({f"{name}/{i}": t for i, t in enumerate(ck[name])})
+    meta = {k: ck[k] for k in _SCALARS} | {f"n_{name}": len(ck[name]) for name in _LISTS}
+    save_safetensors(path, tensors, meta)
+
+
+def load_run_checkpoint(path: Path) -> dict[str, Any]:
+    """Read what :func:`save_run_checkpoint` wrote."""
+    tensors, meta = read_safetensors(path, "MCMC checkpoint")
+    ck = {k: meta[k] for k in _SCALARS} | {"x": tensors["x"], "gen": tensors["gen"]}
+    for name in _LISTS:
+        ck[name] = [tensors[f"{name}/{i}"] for i in range(int(meta[f"n_{name}"]))]
+    return ck
+
+
 def _record(ck: dict[str, Any], state: MetropolisState, p: int, s: McmcSettings, shape: tuple[int, int]) -> None:
     """Production bookkeeping after production step ``p`` (1-based): traces and kept samples."""
     x = state.x.unflatten(-1, shape)
@@ -149,7 +172,7 @@ def run_seed(system: ParticleSystem, s: McmcSettings, seed: int, progress: bool,
     n, d = system.event_shape
     energy = system.energy().double()
     fn = lambda x: energy(x.unflatten(-1, (n, d)))  # noqa: E731
-    ck = torch.load(checkpoint, weights_only=False) if checkpoint.exists() else _fresh_run(system, s, seed)
+    ck = load_run_checkpoint(checkpoint) if checkpoint.exists() else _fresh_run(system, s, seed)
     gen = torch.Generator()
     gen.set_state(ck["gen"])
     state = init(ck["x"], fn)
@@ -163,7 +186,7 @@ def run_seed(system: ParticleSystem, s: McmcSettings, seed: int, progress: bool,
             _record(ck, state, k - s.burn_in + 1, s, (n, d))
         if (k + 1) % every == 0 and k + 1 < total:
             ck.update(k=k + 1, x=state.x, gen=gen.get_state(), wall=ck["wall"] + time.time() - t0)
-            save_torch(checkpoint, ck)
+            save_run_checkpoint(checkpoint, ck)
             t0 = time.time()
     x = torch.stack(ck["kept"], 1).reshape(-1, n, d)  # chain-major: chain c's samples are rows c*n_per_chain...
     return {"x": x.numpy(), "u": fn(x.flatten(1)).numpy(), "trace_u": torch.stack(ck["trace_u"]).numpy(),
@@ -231,7 +254,7 @@ def _seed_run(system: ParticleSystem, s: McmcSettings, seed: int, out: Path, pro
     if part.exists():
         run = load_npz(part)
         return {**run, **{k: float(run[k]) for k in ("acceptance", "step_size", "wall")}}
-    checkpoint = out / f".{system.name}-seed{seed}.ckpt.pt"
+    checkpoint = out / f".{system.name}-seed{seed}.ckpt.safetensors"
     run = run_seed(system, s, seed, progress, checkpoint)
     save_npz(part, **run)
     checkpoint.unlink(missing_ok=True)
