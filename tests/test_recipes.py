@@ -169,6 +169,25 @@ def test_bad_recipe_files_are_one_line_each_and_create_nothing(name, tmp_path, c
             assert sentinel.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_bad_set_values_for_every_numeric_field_are_one_line_and_create_nothing(name, tmp_path, capsys,
+                                                                                runners_must_not_run):
+    table = to_table(load_recipe(name, "smoke").config)
+    out, n_rows = tmp_path / "out", 0
+    for path in numeric_fields(table):
+        leaf = next(p for p in reversed(path) if isinstance(p, str))
+        key = ".".join(map(str, path))
+        for value in ("nan", "inf", "-inf", "-1", "0", "true", '"x"'):
+            if value == "0" and leaf in ZERO_OK:
+                continue
+            rc, err = run_cli(["reproduce", name, "--scale", "smoke", "--set", f"{key}={value}", "--out", str(out)],
+                              capsys)
+            assert rc != 0 and len(err) == 1 and key.split(".")[0] in err[0], (key, value, err)
+            assert not out.exists()
+            n_rows += 1
+    assert n_rows > 100
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
