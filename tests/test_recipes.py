@@ -106,6 +106,8 @@ def bad_files(name: str, tmp: Path) -> list[tuple[str, Path]]:
     files = {"empty": "", "truncated": text[: len(text) // 2].rsplit("=", 1)[0], "not TOML": "\x00\x01 {{ not toml",
              "unknown key": text + "\nunknown_key = 1\n", "wrong type": text.replace("[flow]", "[flow]\nbogus = 1")
              if "[flow]" in text else text + "\n[evaluation]\n"}
+    files["unknown runner"] = text.replace(f'runner = "{r.runner}"', 'runner = "nope"')
+    files["no name"] = text.replace(f'name = "{r.name}"', "")
     first = numeric_fields(table)[0]
     files["string for a number"] = tomli_w.dumps({**head, **with_value(table, first, "three")})
     for path in numeric_fields(table):
