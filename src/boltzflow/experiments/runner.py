@@ -1,9 +1,8 @@
-"""The skeleton every recipe runner shares: the run folder, the typed pieces of a recipe, the stage loop, the
-BG evaluation and the results file.
+"""The skeleton every recipe runner shares: the run folder, the stage loop, the BG evaluation and the results file.
 
-A runner (one module per reproduction in this package, registered in :data:`boltzflow.recipes.RUNNERS`) has a
-``Config`` dataclass (the recipe's tables) and ``run(out, config, *, seed, progress, force, command, device)``.
-It calls, in order:
+A runner (one module per kind of reproduction in this package, registered in :data:`boltzflow.recipes.RUNNERS`)
+has a ``Config`` dataclass (the recipe's tables, built from the pieces in :mod:`boltzflow.experiments.stages`)
+and ``run(out, config, *, seed, progress, force, command, device, recipe)``. It calls, in order:
 
 * :func:`start`: checks ``--out`` (never a file, never a folder of unrelated files, a finished run only with
   ``force``), creates ``figures/``, ``samples/``, ``checkpoints/`` and returns a :class:`RunContext`;
