@@ -16,9 +16,12 @@ The φ > 0 boundary (0°, 120°) is the one the alanine issue uses for αL; φ <
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,6 +107,27 @@ def wrap_angle(x: Tensor) -> Tensor:
 def format_populations(pops: Mapping[str, float]) -> str:
     """One line such as ``C7eq/beta 0.612, alphaR 0.370, alphaL 0.017, other 0.001``."""
     return ", ".join(f"{k} {v:.3f}" for k, v in pops.items())
+
+
+def load_umbrella(path: str | Path | None = None) -> dict[str, Any]:
+    """The umbrella/MBAR reference (keys alpha_l_population[_err], phi_grid [rad], free_energy_kt), or {}.
+
+    Default: the shipped copy of the committed ``boltzflow umbrella`` run (``docs/results/alanine-umbrella.json``);
+    if a build lacks it, {} (results then leave the umbrella entries null). An explicit ``path`` must exist.
+    """
+    from boltzflow.errors import BoltzflowError
+
+    shipped = Path(__file__).resolve().parents[1] / "data" / UMBRELLA_REFERENCE
+    path = Path(path) if path is not None else shipped
+    if not path.is_file():
+        if path != shipped:
+            raise BoltzflowError(f"umbrella reference not found: {path}")
+        return {}
+    ref = json.loads(path.read_text())
+    ref = ref.get("umbrella", ref) if isinstance(ref, dict) else {}
+    if "phi_grid" not in ref and "phi_deg" in ref:  # the committed umbrella JSON stores the grid in degrees
+        ref = {**ref, "phi_grid": np.radians(np.asarray(ref["phi_deg"], dtype=float)).tolist()}
+    return ref
 
 
 # --- the system -----------------------------------------------------------------------------------------------
