@@ -50,7 +50,7 @@ T0=$(date +%s)
 say() { echo "[gpu_session $(( $(date +%s) - T0 )) s] $*"; }
 
 if (( SMOKE )); then
-    DEVICE=${DEVICE:-cpu}; RUN=${RUN:-runs/gpu-session-smoke}; SCALE="--quick --epochs 1"
+    DEVICE=${DEVICE:-cpu}; RUN=${RUN:-runs/gpu-session-smoke}; SCALE="--quick --set stages.0.epochs=1"
     BUDGET_S=${BUDGET_S:-1800}; SCORE_S=${SCORE_S:-300}; BENCH="--smoke"; THREADS=1
     BENCH_MD="$RUN/benchmarks.md"  # smoke numbers never touch docs/
 else
@@ -107,8 +107,8 @@ for f in results.json table2.md; do
 done
 TRAIN_END=$(( T0 + BUDGET_S - SCORE_S ))
 train() {  # model, minutes left
-    bf reproduce alanine-cartesian $SCALE --models "$1" --device "$DEVICE" --deadline-minutes "$2" --train-only \
-        --no-progress --threads "$THREADS" --out "$CART" >"$RUN/train_$1.log" 2>&1
+    bf reproduce alanine-cartesian $SCALE --set "models=[\"$1\"]" --device "$DEVICE" --set "deadline_minutes=$2" \
+        --set train_only=true --no-progress --threads "$THREADS" --out "$CART" >"$RUN/train_$1.log" 2>&1
 }
 left=$(( TRAIN_END - $(date +%s) ))
 if (( left > 30 )); then
@@ -137,9 +137,9 @@ else
     say "no time left for training ($left s); scoring the checkpoints as they are"
 fi
 say "scoring"
-models=$(IFS=,; echo "${MODELS[*]}")
-bf reproduce alanine-cartesian $SCALE --models "$models" --device "$DEVICE" --deadline-minutes 0 --no-progress \
-    --threads "$(( SMOKE ? 1 : 8 ))" --out "$CART"
+models=$(printf '"%s",' "${MODELS[@]}")  # a TOML list: ["nll","penalty",...]
+bf reproduce alanine-cartesian $SCALE --set "models=[${models%,}]" --device "$DEVICE" --set deadline_minutes=0 \
+    --no-progress --threads "$(( SMOKE ? 1 : 8 ))" --out "$CART"
 
 # (d) results into OUT (8 files, one level deep)
 cp "$CART/results.json" "$CART/table2.md" "$CART/figures/fig4_min_r.png" "$CART/figures/fig4_pca.png" "$OUT/"

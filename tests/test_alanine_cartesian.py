@@ -102,9 +102,7 @@ def test_tiny_run_writes_all_outputs(tmp_path):
     import mdtraj
 
     from boltzflow.experiments import alanine_cartesian as E
-    from boltzflow.flows.realnvp import RealNVPConfig
     from boltzflow.io import save_npz
-    from boltzflow.training.config import TrainConfig
 
     n = 120
     frames = _noisy_frames(n, 0.005, 3).astype(np.float32)
@@ -118,16 +116,8 @@ def test_tiny_run_writes_all_outputs(tmp_path):
         time_ps=np.arange(n, dtype=np.float32),
         temperature_kelvin=300.0,
     )
-    sizes = E.CartesianScale(
-        n_frames=100,
-        n_gen=40,
-        flow=RealNVPConfig(dim=66, n_layers=2, hidden=[8]),
-        train=TrainConfig(epochs=2, batch_size=50, lr=1e-3),
-        w2_n=20,
-        w2_draws=2,
-    )
     out = tmp_path / "run"
-    res = E.run(out, seed=0, progress=False, dataset=data, sizes=sizes)
+    res = E.run(out, _config(data, 2, E.TRAINED), seed=0, progress=False)
     on_disk = json.loads((out / "results.json").read_text())
     names = [m["model"] for m in on_disk["models"]]
     assert names == ["data", "nll", "nll_reject", "penalty", "anneal", "smooth", "penalty_sum"]
@@ -193,11 +183,12 @@ def ac_pdb():
 def test_bad_input_is_refused_before_writing(tmp_path):
     from boltzflow.errors import BoltzflowError
     from boltzflow.experiments import alanine_cartesian as E
+    from boltzflow.recipes import ConfigError
 
-    with pytest.raises(BoltzflowError, match="unknown models"):
-        E.run(tmp_path / "a", models=("nope",), dataset=tmp_path / "x.npz")
+    with pytest.raises(ConfigError, match="models must be a non-empty subset"):
+        _config(tmp_path / "x.npz", 1, ("nope",))
     with pytest.raises(BoltzflowError, match="dataset"):
-        E.run(tmp_path / "b", dataset=tmp_path / "missing.npz")
+        E.run(tmp_path / "b", _config(tmp_path / "missing.npz", 1, ("nll",)), progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -218,20 +209,13 @@ def _tiny_dataset(tmp_path, n: int = 120):
     return path
 
 
-def _tiny_sizes(epochs: int, models: tuple[str, ...]):
-    from boltzflow.experiments import alanine_cartesian as E
-    from boltzflow.flows.realnvp import RealNVPConfig
-    from boltzflow.training.config import TrainConfig
+def _config(data, epochs: int, models, *extra: str):
+    """The smoke preset of the shipped recipe on ``data``, with ``epochs`` and ``models``."""
+    from boltzflow.recipes import load_recipe
 
-    return E.CartesianScale(
-        n_frames=100,
-        n_gen=40,
-        flow=RealNVPConfig(dim=66, n_layers=2, hidden=[8]),
-        train=TrainConfig(epochs=epochs, batch_size=50, lr=1e-3),
-        w2_n=20,
-        w2_draws=2,
-        models=models,
-    )
+    names = ", ".join(f'"{m}"' for m in models)
+    sets = [f"data.path={data}", f"stages.0.epochs={epochs}", f"models=[{names}]", "data.n_frames=100", *extra]
+    return load_recipe("alanine-cartesian", "smoke", sets).config
 
 
 class _Mode:
@@ -274,9 +258,9 @@ def test_deadline_scores_the_last_checkpoint_and_says_so(tmp_path):
     from boltzflow.training.checkpoint import read_checkpoint
 
     data, out = _tiny_dataset(tmp_path), tmp_path / "run"
-    got = E.run(out, progress=False, dataset=data, sizes=_tiny_sizes(1, ("nll",)), train_only=True)
+    got = E.run(out, _config(data, 1, ("nll",), "train_only=true"), progress=False)
     assert got["trained"]["nll"]["epochs_trained"] == 1 and not (out / "results.json").exists()
-    res = E.run(out, progress=False, dataset=data, sizes=_tiny_sizes(3, ("nll", "penalty_sum")), deadline_minutes=0)
+    res = E.run(out, _config(data, 3, ("nll", "penalty_sum"), "deadline_minutes=0"), progress=False)
     rows = {r["model"]: r for r in res["models"]}
     assert set(rows) == {"data", "nll", "nll_reject"} and res["not_trained"] == ["penalty_sum"]
     assert rows["nll"]["epochs_trained"] == rows["nll_reject"]["epochs_trained"] == 1
@@ -293,10 +277,10 @@ def test_train_only_processes_then_scoring_equal_one_call(tmp_path):
     from boltzflow.experiments import alanine_cartesian as E
 
     data, models = _tiny_dataset(tmp_path), ("nll", "penalty_sum")
-    one = E.run(tmp_path / "one", progress=False, dataset=data, sizes=_tiny_sizes(2, models))
+    one = E.run(tmp_path / "one", _config(data, 2, models), progress=False)
     for m in models:  # what parallel processes do, one model each, into one folder
-        E.run(tmp_path / "split", progress=False, dataset=data, sizes=_tiny_sizes(2, (m,)), train_only=True)
-    split = E.run(tmp_path / "split", progress=False, dataset=data, sizes=_tiny_sizes(2, models), deadline_minutes=0)
+        E.run(tmp_path / "split", _config(data, 2, (m,), "train_only=true"), progress=False)
+    split = E.run(tmp_path / "split", _config(data, 2, models, "deadline_minutes=0"), progress=False)
     keys = ("min_r", "lj_mean", "energy_mean", "pca_w2", "penalty_eq17_sum", "best_val_loss", "epochs_trained")
     for a, b in zip(one["models"], split["models"], strict=True):
         assert a["model"] == b["model"]
@@ -321,9 +305,9 @@ def test_device_and_deadline_options_are_checked_before_writing(tmp_path, capsys
             resolve_device(f"cuda:{torch.cuda.device_count()}")
     cases = [
         (["alanine-cartesian", "--device", "tpu"], "--device 'tpu' is not a device"),
-        (["two-particle", "--device", "cpu"], "--device is only available for alanine-cartesian"),
-        (["alanine-cartesian", "--deadline-minutes", "-1"], "--deadline-minutes must be >= 0"),
-        (["two-particle", "--train-only"], "--train-only is only available for alanine-cartesian"),
+        (["two-particle", "--device", "cuda:0"], "runs on the CPU only"),
+        (["alanine-cartesian", "--set", "deadline_minutes=-1"], "deadline_minutes must be a finite number >= 0"),
+        (["two-particle", "--set", "train_only=true"], "unknown key 'train_only'"),
     ]
     for k, (args, message) in enumerate(cases):
         out = tmp_path / f"out{k}"
@@ -339,8 +323,8 @@ def test_cuda_run_matches_cpu_energies_and_writes_cpu_loadable_checkpoints(tmp_p
     from boltzflow.experiments.cartesian_report import energies_kj
     from boltzflow.training.checkpoint import read_checkpoint
 
-    res = E.run(tmp_path / "run", progress=False, dataset=_tiny_dataset(tmp_path),
-                sizes=_tiny_sizes(1, ("nll", "penalty_sum")), device="cuda")
+    res = E.run(tmp_path / "run", _config(_tiny_dataset(tmp_path), 1, ("nll", "penalty_sum")), progress=False,
+                device="cuda")
     assert res["config"]["device"].startswith("cuda") and res["not_trained"] == []
     ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / "penalty_sum.pt")
     assert all(t.device.type == "cpu" for t in ckpt["model"].values())

@@ -1,5 +1,6 @@
 """Smoke run of the §6.2 dihedral experiment on synthetic (φ, ψ) angles, and its building blocks."""
 
+import dataclasses
 import json
 import math
 
@@ -12,7 +13,7 @@ from boltzflow.errors import BoltzflowError
 from boltzflow.experiments import alanine_dihedrals as ad
 from boltzflow.flows.realnvp import RealNVPConfig, n_parameters, realnvp
 from boltzflow.io import load_npz
-from boltzflow.training.config import TrainConfig
+from boltzflow.recipes import load_recipe
 
 
 def synthetic_angles(n, seed=0):
@@ -25,25 +26,20 @@ def synthetic_angles(n, seed=0):
 
 
 def tiny_config():
-    return ad.AlanineDihedralsConfig(
-        spline=ad.CircularSplineConfig(n_layers=2, bins=4, hidden=[8]),
-        train_realnvp=TrainConfig(epochs=2, batch_size=64),
-        train_spline=TrainConfig(epochs=2, batch_size=64),
-        w2_sizes=(100,),
-        w2_draws=(1,),
-        hist_bins=12,
-    )
+    return load_recipe("alanine-dihedrals", "smoke", ["data.n_frames=none"]).config
 
 
 def test_paper_realnvp_has_2316_parameters():
     flow = realnvp(RealNVPConfig(dim=2, n_layers=6, hidden=[64], masked_input=False))
     assert n_parameters(flow) == 2316
-    assert ad.config("full").realnvp == RealNVPConfig(dim=2, n_layers=6, hidden=[64], masked_input=False)
+    model = load_recipe("alanine-dihedrals", "full").config.models[0]  # the shipped recipe builds the paper's model
+    spec = model.spec(synthetic_angles(50))
+    assert spec["config"] == dataclasses.asdict(RealNVPConfig(dim=2, n_layers=6, hidden=[64], masked_input=False))
 
 
 def test_smoke_run_writes_outputs(tmp_path):
     angles = synthetic_angles(400)
-    res = ad.run(tmp_path / "run", data=angles, progress=False, cfg=tiny_config())
+    res = ad.run(tmp_path / "run", tiny_config(), data=angles, progress=False)
     out = tmp_path / "run"
     saved = json.loads((out / "results.json").read_text())
     assert [m["model"] for m in saved["models"]] == ["realnvp", "circular_spline"]
@@ -64,12 +60,12 @@ def test_smoke_run_writes_outputs(tmp_path):
     assert (out / "figures" / "fig3_ramachandran.png").stat().st_size > 1000
     assert "9.21" not in (out / "table.md").read_text()  # n=100: the paper's n=1000 W2 is not comparable
     with pytest.raises(BoltzflowError, match="finished run"):
-        ad.run(out, data=angles, progress=False, cfg=tiny_config())
+        ad.run(out, tiny_config(), data=angles, progress=False)
 
 
 def test_metrics_of_the_reference_itself_are_at_the_floor():
     ref = synthetic_angles(3000, seed=1)
-    cfg = ad.AlanineDihedralsConfig(w2_sizes=(500,), w2_draws=(2,), hist_bins=10)
+    cfg = ad.DihedralEvaluation(w2_sizes=(500,), w2_draws=(2,), hist_bins=10)
     floors = ad.noise_floors(ref[:1500], cfg, seed=0)
     row = ad.metrics(ref[:1500], ref[1500:], cfg, floors, seed=5)
     assert 0.6 < row["w2_torus_deg_ratio_n500"] < 1.5
@@ -83,12 +79,14 @@ def test_metrics_of_the_reference_itself_are_at_the_floor():
 
 def test_load_angles_from_positions_and_bad_input():
     from boltzflow.energies.openmm_system import alanine_dipeptide
+    from boltzflow.systems.registry import get_system
 
+    system = get_system("alanine-dipeptide")
     xyz = np.repeat(alanine_dipeptide().positions[None], 12, axis=0)
-    angles, _ = ad.load_angles(xyz)
+    angles, _ = ad.load_angles(system, xyz)
     assert angles.shape == (12, 2) and np.allclose(angles, angles[0])
     with pytest.raises(BoltzflowError, match="angles"):
-        ad.load_angles(np.zeros((20, 3)))
+        ad.load_angles(system, np.zeros((20, 3)))
 
 
 def test_figure_has_one_panel_per_model():

@@ -101,36 +101,48 @@ def test_constrained_bonds_get_harmonic_lengths():
 
 def test_two_particle_bg_smoke(tmp_path):
     from boltzflow.experiments.two_particle_bg import run
+    from boltzflow.recipes import load_recipe
 
-    res = run(tmp_path / "tp", "smoke", seed=0, progress=False)
+    res = run(tmp_path / "tp", load_recipe("two-particle-bg", "smoke").config, seed=0, progress=False)
     saved = json.loads((tmp_path / "tp" / "results.json").read_text())
     for key in ("mean_r_bg", "mean_r_bg_err", "mean_r_quadrature", "ess_fraction", "acceptance_rate"):
         assert key in saved and saved[key] is not None
     assert 0 < res["ess_fraction"] <= 1 and 0 <= res["acceptance_rate"] <= 1
     assert abs(res["mean_r_bg"] - res["mean_r_quadrature"]) < 0.3  # a 3-epoch flow: only a sanity bound
-    assert (tmp_path / "tp" / "checkpoints" / "bg.pt").is_file()
+    assert (tmp_path / "tp" / "checkpoints" / "nll+kl.pt").is_file()
+    ess = saved["evaluation"]["ess_fraction"]  # one evaluation: mean ± sd over >= 4 independent draws
+    assert len(ess["values"]) == saved["n_draws"] >= 4 and ess["mean"] == pytest.approx(np.mean(ess["values"]))
+    assert len(set(ess["values"])) == len(ess["values"])  # the draws are independent, not one draw repeated
 
 
 def test_alanine_bg_smoke(tmp_path):
     from boltzflow.energies.openmm_system import alanine_dipeptide
-    from boltzflow.experiments.alanine_bg import _alpha_l, run
+    from boltzflow.experiments.alanine_bg import alpha_l, run
     from boltzflow.flows.ic_flow import build_ic_spline
+    from boltzflow.recipes import load_recipe
     from boltzflow.samplers.dataset import load_alanine_dataset
+    from boltzflow.systems.registry import get_system
     from boltzflow.training.checkpoint import read_checkpoint
 
+    system = get_system("alanine-dipeptide")
     ds = load_alanine_dataset()  # 360 frames outside αL and 40 in it, from the shipped MD
-    in_al = _alpha_l(torch.as_tensor(ds.xyz).flatten(-2)).numpy() > 0
+    in_al = alpha_l(system, torch.as_tensor(ds.xyz).flatten(-2)).numpy() > 0
     rng = np.random.default_rng(0)
     rows = np.concatenate([rng.choice(np.flatnonzero(~in_al), 360, replace=False), np.flatnonzero(in_al)[::10][:40]])
     rows = rng.permutation(rows)
     np.savez(tmp_path / "data.npz", xyz=ds.xyz[rows], replica=np.repeat([0, 1], 200), temperature_kelvin=300.0)
-    res = run(tmp_path / "ala", "smoke", seed=0, progress=False, data_path=tmp_path / "data.npz")
+    cfg = load_recipe("alanine-bg", "smoke", [f"data.path={tmp_path / 'data.npz'}"]).config
+    res = run(tmp_path / "ala", cfg, seed=0, progress=False)
     # the αL seeding ran: 2 short MD runs x 5 frames from αL training frames, still in αL, cached for a resume
     assert res["n_alpha_l_seed_frames"] == 10
     assert [st["stage"] for st in res["stages"]] == ["nll", "energy", "polish"]
-    assert (tmp_path / "ala" / "checkpoints" / "bg_polish.pt").is_file()
+    assert (tmp_path / "ala" / "checkpoints" / "polish.pt").is_file()
     seed_xyz = load_npz(tmp_path / "ala" / "data" / "alpha_l_seed.npz")["xyz"]
-    assert seed_xyz.shape == (10, 22, 3) and _alpha_l(torch.as_tensor(seed_xyz).flatten(-2)).mean() >= 0.8
+    assert seed_xyz.shape == (10, 22, 3) and alpha_l(system, torch.as_tensor(seed_xyz).flatten(-2)).mean() >= 0.8
+    pop = res["evaluation"]["populations"]["alphaL"]  # reweighted αL with a bootstrap CI, beside the reference
+    assert pop["lo"] <= pop["mean"] <= pop["hi"] and res["alpha_l_population_bg_ci95"] == [pop["lo"], pop["hi"]]
+    assert res["alpha_l_population_umbrella"] == system.reference("umbrella").load()["alpha_l_population"]
+    assert len(res["evaluation"]["ess_fraction"]["values"]) == 4
     keys = [
         "nll_test",
         "ess_fraction",
@@ -144,9 +156,9 @@ def test_alanine_bg_smoke(tmp_path):
     ]
     saved = json.loads((tmp_path / "ala" / "results.json").read_text())
     assert all(k in saved for k in keys) and math.isfinite(res["nll_test"])
-    ckpt = read_checkpoint(tmp_path / "ala" / "checkpoints" / "bg.pt")
+    ckpt = read_checkpoint(tmp_path / "ala" / "checkpoints" / "energy.pt")
     spec = ckpt["flow_spec"]
-    assert spec["kind"] == "ic_spline" and spec["info"]["molecule"] == "alanine_dipeptide"
+    assert spec["kind"] == "ic_spline" and spec["info"]["molecule"] == "alanine-dipeptide"
     flow = build_ic_spline(spec["config"], spec["loc"], spec["scale"]).float()
     flow.load_state_dict(ckpt["model"])
     assert flow.sample(3).x.shape == (3, 66)
@@ -157,7 +169,7 @@ def test_alanine_bg_smoke(tmp_path):
     from boltzflow.energies.amber import AmberEnergy
 
     out = tmp_path / "samples.npz"
-    assert main(["sample", str(tmp_path / "ala" / "checkpoints" / "bg.pt"), "-n", "50", "--out", str(out)]) == 0
+    assert main(["sample", str(tmp_path / "ala" / "checkpoints" / "energy.pt"), "-n", "50", "--out", str(out)]) == 0
     s = load_npz(out)
     assert s["xyz"].shape == (50, 22, 3) and s["x"].shape == (50, 66)
     amber = AmberEnergy.from_system(alanine_dipeptide(constraints="none").system, 300.0)
@@ -183,7 +195,7 @@ def test_pretrained_alanine_checkpoint_samples_with_weights(tmp_path):
 
 
 def test_umbrella_reference_loads_with_a_radian_grid():
-    from boltzflow.experiments.alanine_bg import load_umbrella
+    from boltzflow.systems.alanine import load_umbrella
 
     ref = load_umbrella(Path(__file__).parents[1] / "docs" / "results" / "alanine-umbrella.json")
     grid = np.asarray(ref["phi_grid"])
@@ -209,19 +221,24 @@ def test_oversample_repeats_the_masked_rows():
 def test_alpha_l_seeding_is_off_without_runs_or_alpha_l_frames_and_its_cache_follows_the_settings(tmp_path):
     import dataclasses
 
-    from boltzflow.experiments.alanine_bg import _alpha_l, _alpha_l_seed, scale
+    from boltzflow.experiments.alanine_bg import _alpha_l_seed, alpha_l
+    from boltzflow.experiments.runner import RunContext
+    from boltzflow.recipes import load_recipe
     from boltzflow.samplers.dataset import load_alanine_dataset
+    from boltzflow.systems.registry import get_system
 
+    system = get_system("alanine-dipeptide")
     ds = load_alanine_dataset()
-    in_al = _alpha_l(torch.as_tensor(ds.xyz).flatten(-2)).numpy() > 0
-    sc = scale("smoke")
-    assert _alpha_l_seed(tmp_path, ds.xyz[~in_al][:50], sc, 0, False).shape == (0, 22, 3)  # no αL frame: no seeds
+    in_al = alpha_l(system, torch.as_tensor(ds.xyz).flatten(-2)).numpy() > 0
+    d = load_recipe("alanine-bg", "smoke").config.data
+    ctx = [RunContext(tmp_path, s, False, None, 0.0) for s in (0, 1)]
+    assert _alpha_l_seed(ctx[0], system, ds.xyz[~in_al][:50], d).shape == (0, 22, 3)  # no αL frame: no seeds
     mixed = np.concatenate([ds.xyz[~in_al][:50], ds.xyz[in_al][:5]]).astype(np.float64)
-    assert _alpha_l_seed(tmp_path, mixed, dataclasses.replace(sc, alpha_l_seed_runs=0), 0, False).shape == (0, 22, 3)
-    a = _alpha_l_seed(tmp_path, mixed, sc, 0, False)
-    assert a.shape == (sc.alpha_l_seed_runs * sc.alpha_l_seed_frames, 22, 3)
-    np.testing.assert_array_equal(_alpha_l_seed(tmp_path, mixed, sc, 0, False), a)  # read back from the cache
-    b = _alpha_l_seed(tmp_path, mixed, sc, 1, False)  # another seed is another run, not the cached one
+    assert _alpha_l_seed(ctx[0], system, mixed, dataclasses.replace(d, alpha_l_seed_runs=0)).shape == (0, 22, 3)
+    a = _alpha_l_seed(ctx[0], system, mixed, d)
+    assert a.shape == (d.alpha_l_seed_runs * d.alpha_l_seed_frames, 22, 3)
+    np.testing.assert_array_equal(_alpha_l_seed(ctx[0], system, mixed, d), a)  # read back from the cache
+    b = _alpha_l_seed(ctx[1], system, mixed, d)  # another seed is another run, not the cached one
     assert b.shape == a.shape and not np.array_equal(a, b)
-    c = _alpha_l_seed(tmp_path, mixed + 0.001, sc, 1, False)  # other start frames at the same indices: a new run
+    c = _alpha_l_seed(ctx[1], system, mixed + 0.001, d)  # other start frames at the same indices: a new run
     assert not np.array_equal(b, c)

@@ -262,25 +262,21 @@ def test_reproduce_refuses_a_finished_run(tmp_path):
     assert main(["reproduce", "two-particle", "--quick", "--out", str(tmp_path)]) == 1
 
 
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (["--epochs", "3"], "--epochs is only available for alanine-cartesian"),
-        (["--models", "nll"], "--models is only available for alanine-cartesian"),
-        (["--alpha-l-seed-runs", "4"], "--alpha-l-seed-runs is only available for alanine-bg"),
-    ],
-)
-def test_reproduce_refuses_cartesian_options_elsewhere(tmp_path, capsys, extra, message):
-    assert main(["reproduce", "two-particle", "--quick", "--out", str(tmp_path / "o"), *extra]) == 1
-    assert message in capsys.readouterr().err
+@pytest.mark.parametrize("extra", [["--epochs", "3"], ["--models", "nll"], ["--alpha-l-seed-runs", "4"],
+                                   ["--case", "eps0.1"], ["--train-only"]])
+def test_reproduce_has_no_per_experiment_flags(tmp_path, capsys, extra):
+    """The per-experiment flags became recipe keys (--set); the old spellings are refused in one line."""
+    with pytest.raises(SystemExit) as err:
+        main(["reproduce", "two-particle", "--quick", "--out", str(tmp_path / "o"), *extra])
+    assert err.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
 def test_reproduce_refuses_a_non_positive_epoch_count_and_an_empty_model_list(tmp_path, capsys):
-    assert main(["reproduce", "alanine-cartesian", "--out", str(tmp_path / "o"), "--epochs", "0"]) == 1
-    assert "--epochs must be a positive integer" in capsys.readouterr().err
-    assert main(["reproduce", "alanine-cartesian", "--out", str(tmp_path / "o"), "--models", " , "]) == 1
-    assert "--models needs at least one" in capsys.readouterr().err
-    assert main(["reproduce", "alanine-bg", "--out", str(tmp_path / "o"), "--alpha-l-seed-runs", "-1"]) == 1
-    assert "--alpha-l-seed-runs must be >= 0" in capsys.readouterr().err
+    assert main(["reproduce", "alanine-cartesian", "--out", str(tmp_path / "o"), "--set", "stages.0.epochs=0"]) == 1
+    assert "epochs must be an integer >= 1" in capsys.readouterr().err
+    assert main(["reproduce", "alanine-cartesian", "--out", str(tmp_path / "o"), "--set", "models=[]"]) == 1
+    assert "models must be a non-empty subset" in capsys.readouterr().err
+    assert main(["reproduce", "alanine-bg", "--out", str(tmp_path / "o"), "--set", "data.alpha_l_seed_runs=-1"]) == 1
+    assert "alpha_l_seed_runs must be a finite number >= 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

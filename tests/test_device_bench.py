@@ -94,5 +94,7 @@ def test_session_script_is_valid_bash_and_uses_only_existing_options():
     known = {o for a in reproduce._actions for o in a.option_strings}
     for call in calls:
         options = {w for w in shlex.split(call) if w.startswith("--")}
-        assert {"--device", "--deadline-minutes", "--models", "--out", "--no-progress", "--threads"} <= options
+        assert {"--device", "--set", "--out", "--no-progress", "--threads"} <= options
+        sets = {w.split("=")[0] for w in shlex.split(call) if "=" in w and not w.startswith("--")}
+        assert {"models", "deadline_minutes"} <= sets  # the recipe keys that replaced --models, --deadline-minutes
         assert options <= known, options - known

@@ -187,6 +187,26 @@ def test_shipped_reference_loads_and_its_energies_match_openmm(seq):
     assert x.shape == (n, SHIPPED[seq], 3) and x.dtype == np.float64
 
 
+@pytest.mark.parametrize("seq", sorted(SHIPPED))
+def test_shipped_reference_holds_whole_replicas_at_its_stride(seq):
+    """Every replica in the file is complete: t = stride, 2 stride, ... ns ps; the provenance says which were kept."""
+    system = get_system(f"peptide:{seq}")
+    data = system.dataset()
+    packing, cfg = data.provenance["packing"], data.provenance["config"]
+    kept = packing["replicas_kept"]
+    assert np.unique(data.replica).tolist() == kept and len(kept) >= 2  # one draw is not a reference
+    assert sorted(kept + packing["replicas_left_out"]) == list(range(cfg["replicas"]))
+    step = packing["frame_interval_ps"]
+    expected = step * np.arange(1, int(round(cfg["ns"] * 1000.0 / step)) + 1)
+    for r in kept:
+        np.testing.assert_allclose(data.time_ps[data.replica == r], expected, rtol=0, atol=1e-3)
+    assert packing["n_frames_simulated"] == len(kept) * int(round(cfg["ns"] * 1000.0 / cfg["save_every_ps"]))
+    assert packing["ns_total"] == pytest.approx(cfg["ns"] * len(kept))
+    assert reference_path(seq).stat().st_size < 2.5e6
+    description = system.reference("md").description
+    assert f"{len(kept)} x {cfg['ns']:g} ns" in description and str(packing["n_frames"]) in description
+
+
 def test_basins_per_residue_and_populations():
     system = get_system("peptide:AAA")
     x = torch.as_tensor(md_frames(system, 50))

@@ -79,3 +79,13 @@ def test_systems_command_unknown_name_is_one_line(capsys):
     assert main(["systems", "nosuch"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown system 'nosuch'" in err[0]
+
+
+def test_systems_command_lists_the_reference_candidates_with_provenance(capsys):
+    assert main(["systems", "--json", "alanine-dipeptide", "peptide:AAA"]) == 0
+    alanine, aaa = json.loads(capsys.readouterr().out)
+    assert {"md", "umbrella", "umbrella-0.5ns", "umbrella-1ns", "umbrella-2ns"} <= set(alanine["references"])
+    assert "md" in aaa["references"]
+    system = get_system("alanine-dipeptide")
+    for name in ("umbrella", "umbrella-2ns"):
+        assert alanine["references"][name] == system.reference(name).description

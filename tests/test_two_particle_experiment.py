@@ -3,24 +3,17 @@
 import json
 
 from boltzflow.experiments import two_particle
-from boltzflow.flows import RealNVPConfig
 from boltzflow.io import load_npz
-from boltzflow.training.config import TrainConfig
+from boltzflow.recipes import load_recipe
 
 ROW_KEYS = {"case", "eps", "min_r_real", "mean_r_real", "min_r_gen", "mean_r_gen", "w2_r", "w2_r_floor", "w2_x",
             "w2_x_floor", "collision_fraction_gen", "lip", "lip_inverse"}
 
 
-def test_tiny_reproduction_writes_every_output(tmp_path, monkeypatch):
-    tiny = two_particle.TwoParticleScale(
-        n_ref_singular=500, n_ref_regularised=400, n_gen=300,
-        flow=RealNVPConfig(dim=4, n_layers=2, hidden=[8]), train=TrainConfig(epochs=2, batch_size=128),
-        mcmc_chains=100, mcmc_burn_in=200, mcmc_thin=2, w2_n=100, w2_draws=2, n_lipschitz=200,
-        langevin_chains=2, langevin_time=2.0, langevin_dt=5e-3,
-    )
-    monkeypatch.setattr(two_particle, "scale", lambda name: tiny)
+def test_tiny_reproduction_writes_every_output(tmp_path):
+    tiny = load_recipe("two-particle", "smoke").config
     out = tmp_path / "run"
-    results = two_particle.run(out, "quick", progress=False, command=["boltzflow", "test"])
+    results = two_particle.run(out, tiny, progress=False, command=["boltzflow", "test"])
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["switches_real"] == results["switches_real"] and "switches_gen" in on_disk
     assert [row["case"] for row in on_disk["rows"]] == [name for name, _ in two_particle.CASES]
@@ -35,3 +28,14 @@ def test_tiny_reproduction_writes_every_output(tmp_path, monkeypatch):
     for name, _ in two_particle.CASES:
         assert load_npz(out / "samples" / f"{name}_gen.npz")["x"].shape == (300, 4)
         assert load_npz(out / "samples" / f"{name}_real.npz")["x"].shape[1] == 4
+
+
+def test_one_case_per_process_then_evaluation_reuses_the_rows(tmp_path):
+    cfg = load_recipe("two-particle", "smoke", ["only_case=eps0.1"]).config
+    out = tmp_path / "run"
+    assert two_particle.run(out, cfg, progress=False)["message"].startswith("trained case eps0.1")
+    assert (out / "checkpoints" / "eps0.1_nll.pt").is_file() and not (out / "results.json").exists()
+    x = load_npz(out / "samples" / "eps0.1_real.npz")["x"]
+    full = load_recipe("two-particle", "smoke").config
+    two_particle.run(out, full, progress=False)
+    assert (load_npz(out / "samples" / "eps0.1_real.npz")["x"] == x).all()  # the row's data were reused

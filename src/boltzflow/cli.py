@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "sample": "boltzflow.commands.sample",
     "evaluate": "boltzflow.commands.evaluate",
     "reproduce": "boltzflow.commands.reproduce",
+    "run": "boltzflow.commands.run",
     "simulate": "boltzflow.commands.simulate",
     "energy": "boltzflow.commands.energy",
     "umbrella": "boltzflow.commands.umbrella",

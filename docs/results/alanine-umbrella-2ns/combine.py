@@ -5,13 +5,14 @@ Run from the repository root:
     PYTHONPATH=src python docs/results/alanine-umbrella-2ns/combine.py RUN_A RUN_B NS_PER_WINDOW OUT.json
 
 Both runs must share every setting but the seed and hold at least NS_PER_WINDOW ns in every window (a run that
-was extended later still holds its first NS_PER_WINDOW ns unchanged at the start of each window). For each run,
-and for both pooled, the script does what ``boltzflow umbrella`` does after sampling: MBAR over the windows
-(each thinned to its statistical inefficiency), the αL population P(0° < φ < 120°) and F(φ) on 5° bins with
-MBAR standard errors, the same on the first and the second half of every window, and the smallest overlap of
-neighbouring windows. The pooled MBAR treats the 2 x 36 windows as 72 biased states (pairs of them identical):
-it uses every sample of both runs in one estimate. The seeds agree when their populations differ by less than
-twice the combined standard error.
+was extended later still holds its first NS_PER_WINDOW ns unchanged at the start of each window). For each run
+the script takes what ``boltzflow umbrella`` wrote into RUN/results.json when that analysis was of exactly
+NS_PER_WINDOW ns per window, and otherwise redoes it (MBAR over the windows, each thinned to its statistical
+inefficiency: the αL population P(0° < φ < 120°), the same on the first and the second half of every window, and
+the smallest overlap of neighbouring windows). For both runs pooled it computes F(φ) on 5° bins, the population
+and the overlap by MBAR, and the population on the halves (population only: :func:`population_mbar`). The pooled
+MBAR treats the 2 x 36 windows as 72 biased states (pairs of them identical): it uses every sample of both runs
+in one estimate. The seeds agree when their populations differ by less than twice the combined standard error.
 """
 
 import json
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from boltzflow.energies.openmm_system import kt_kj_per_mol
-from boltzflow.eval.free_energy import import_pymbar, population_halves, umbrella_mbar
+from boltzflow.eval.free_energy import ALPHA_L, _quiet, import_pymbar, reduced_bias, thin, umbrella_mbar, wrap
 from boltzflow.io import save_json
 from boltzflow.samplers.umbrella import load_windows
 
@@ -38,13 +39,45 @@ def population(r):
             "n_samples": r.n_samples}
 
 
-def analyse(theta, theta0, k_kt, save_every_ps):
-    full = umbrella_mbar(theta, theta0, k_kt)
-    first, second = population_halves(theta, theta0, k_kt)
-    summary = {**population(full), "halves": {"first": population(first), "second": population(second)},
-               "min_neighbour_overlap": full.min_neighbour_overlap, "n_samples_total": full.n_samples_total,
-               "statistical_inefficiency_ps_max": float(full.statistical_inefficiency.max() * save_every_ps)}
-    return full, summary
+def population_mbar(theta, theta0, k_kt, decorrelate=True):
+    """The αL population and its MBAR standard error only (no F(φ) grid: one expectation instead of 73).
+
+    Same estimate as ``umbrella_mbar(...).alpha_l_population``; theta is a list of 1-D windows (rad)."""
+    windows = [thin(t, c)[0] for t, c in zip(theta, theta0, strict=True)] if decorrelate else list(theta)
+    samples = wrap(np.concatenate(windows))
+    with _quiet():
+        mbar = import_pymbar().MBAR(reduced_bias(samples, theta0, k_kt), np.array([w.size for w in windows]))
+        inside = ((samples > ALPHA_L[0]) & (samples < ALPHA_L[1])).astype(float)
+        out = mbar.compute_expectations(inside, u_kn=np.zeros(samples.size))
+    p, err = float(np.ravel(out["mu"])[0]), float(np.ravel(out["sigma"])[0])
+    return {"alpha_l_population": p, "alpha_l_population_err": err, "n_samples": int(samples.size)}
+
+
+def halves(theta, theta0, k_kt):
+    half = theta.shape[1] // 2
+    return {"first": population_mbar(theta[:, :half], theta0, k_kt),
+            "second": population_mbar(theta[:, half:], theta0, k_kt)}
+
+
+def run_summary(run, manifest, theta, theta0, k_kt, ns, save_every_ps):
+    """One run's analysis: from its results.json when that was made at ``ns`` ns per window, else redone."""
+    keys = ("command", "started", "ns_per_window", "wall_time_s")
+    sessions = [{k: s.get(k) for k in keys} for s in manifest["sessions"]]
+    results = run / "results.json"
+    saved = json.loads(results.read_text()) if results.is_file() else {}
+    if saved.get("settings", {}).get("ns_per_window") == ns:
+        summary = {k: saved[k] for k in ("alpha_l_population", "alpha_l_population_err", "delta_f_alpha_l_vs_rest_kt",
+                                         "delta_f_alpha_l_vs_rest_err_kt", "n_samples", "halves",
+                                         "min_neighbour_overlap", "n_samples_total")}
+        summary["statistical_inefficiency_ps_max"] = max(saved["statistical_inefficiency_ps"])
+        summary["source"] = f"{results} (boltzflow umbrella's own analysis)"
+    else:
+        full = umbrella_mbar(theta, theta0, k_kt)
+        summary = {**population(full), "halves": halves(theta, theta0, k_kt),
+                   "min_neighbour_overlap": full.min_neighbour_overlap, "n_samples_total": full.n_samples_total,
+                   "statistical_inefficiency_ps_max": float(full.statistical_inefficiency.max() * save_every_ps),
+                   "source": "recomputed by combine.py"}
+    return {"run": str(run), "seed": manifest["config"]["seed"], **summary, "sessions": sessions}
 
 
 def main(runs: list[Path], ns: float, out: Path) -> None:
@@ -57,17 +90,17 @@ def main(runs: list[Path], ns: float, out: Path) -> None:
     n = int(round(ns * 1000.0 / cfg[0]["save_every_ps"]))
     windows = [load_windows(run, n) for run in runs]
     k_kt = windows[0].k_kj_per_mol_rad2 / kt_kj_per_mol(windows[0].temperature_kelvin)
-    per_run = []
-    for run, m, w in zip(runs, manifests, windows, strict=True):
-        _, summary = analyse(w.theta, w.theta0, k_kt, cfg[0]["save_every_ps"])
-        keys = ("command", "started", "ns_per_window", "wall_time_s")
-        sessions = [{k: s.get(k) for k in keys} for s in m["sessions"]]
-        per_run.append({"run": str(run), "seed": m["config"]["seed"], **summary, "sessions": sessions})
+    per_run = [run_summary(run, m, w.theta, w.theta0, k_kt, ns, cfg[0]["save_every_ps"])
+               for run, m, w in zip(runs, manifests, windows, strict=True)]
     (p1, e1), (p2, e2) = [(r["alpha_l_population"], r["alpha_l_population_err"]) for r in per_run]
     sigma = math.hypot(e1, e2)
     theta = np.concatenate([w.theta for w in windows])
     theta0 = np.concatenate([w.theta0 for w in windows])
-    pooled, pooled_summary = analyse(theta, theta0, k_kt, cfg[0]["save_every_ps"])
+    pooled = umbrella_mbar(theta, theta0, k_kt)
+    pooled_summary = {**population(pooled), "halves": halves(theta, theta0, k_kt),
+                      "min_neighbour_overlap": pooled.min_neighbour_overlap, "n_samples_total": pooled.n_samples_total,
+                      "statistical_inefficiency_ps_max": float(pooled.statistical_inefficiency.max()
+                                                               * cfg[0]["save_every_ps"])}
     reference = {
         "format": "boltzflow-umbrella-reference-1",
         "command": "PYTHONPATH=src python " + " ".join(sys.argv),

@@ -20,6 +20,9 @@ Schema of :func:`evaluate`'s return value (all plain JSON types; absent entries 
     populations:           {state: {mean, lo, hi, sd_draws}}  reweighted state populations, 95 % bootstrap CI
     delta_f_kt:            {state: {mean, lo, hi}}            -ln(P / (1 - P)) per state, kT
     energy_histogram:      {edges, reference, model, reweighted}  densities of u on common bins
+    model_system:          for model systems (no temperature), with ``model_metrics_n``: mode coverage and
+                           per-mode weight error (GMM), energy distance to exact samples or W2 to the MCMC
+                           reference, each with its floor (:func:`~boltzflow.eval.model_systems.model_system_metrics`)
 """
 
 from __future__ import annotations
@@ -147,6 +150,7 @@ def evaluate(
     states: tuple[Callable[[Tensor], np.ndarray], Sequence[str]] | None = None,
     w2: Callable[[Tensor, Tensor], dict[str, float]] | None = None,
     clip_fraction: float = 1e-4,
+    model_metrics_n: int | None = None,
 ) -> dict[str, Any]:
     """The standard metric set of a trained model (see the module docstring for the schema).
 
@@ -161,6 +165,7 @@ def evaluate(
             state names, for populations and ΔF.
         w2: ``(model_x, reference_x) -> {value, floor, ...}``, the system's W2 with its noise floor.
         clip_fraction: share of top log weights clipped for the clipped ESS.
+        model_metrics_n: samples per set for the model-system distances (None: no model-system metrics).
     """
     if not draws:
         raise ValueError("evaluate needs at least one draw")
@@ -200,4 +205,8 @@ def evaluate(
     if all(d.u is not None for d in draws):
         u_model = torch.cat([d.u for d in draws]).double().cpu().numpy()
         out["energy_histogram"] = energy_histogram(u_ref, u_model, lw_all.cpu().numpy())
+    if model_metrics_n is not None and getattr(system, "temperature_kelvin", 0.0) is None:
+        from boltzflow.eval.model_systems import model_system_metrics
+
+        out["model_system"] = model_system_metrics(system, x_all.double().cpu(), lw_all.cpu(), n=model_metrics_n)
     return out

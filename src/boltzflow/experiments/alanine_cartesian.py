@@ -1,4 +1,4 @@
-"""Paper 001 §6.3: alanine dipeptide in 66 Cartesian coordinates, Table 2 and Figure 4, plus remedies.
+"""Paper 001 §6.3: alanine dipeptide in Cartesian coordinates (66 numbers), Table 2 and Figure 4, plus remedies.
 
 Trained models (same RealNVP and optimiser): ``nll`` (NLL only), ``penalty`` (eq. (17), λ = 5, ε = 0.17 nm, the
 hinge averaged over the 174 pairs), ``penalty_sum`` (the same hinge summed over the pairs: the other reading of
@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,105 +26,56 @@ import torch
 
 from boltzflow.errors import BoltzflowError
 from boltzflow.experiments import cartesian_training as T
+from boltzflow.experiments.cartesian_config import CartesianScale, Config
 from boltzflow.experiments.cartesian_report import score, table2_markdown
-from boltzflow.experiments.common import prepare_out_dir, provenance
-from boltzflow.flows.realnvp import RealNVPConfig, n_parameters
+from boltzflow.experiments.common import provenance
+from boltzflow.experiments.runner import prepare_out_dir
+from boltzflow.flows.realnvp import n_parameters
 from boltzflow.io import atomic_path, save_json, save_npz, save_text
 from boltzflow.systems import alanine_cartesian as ac
-from boltzflow.training.config import TrainConfig
+from boltzflow.systems.registry import get_system
 
 TRAINED = T.TRAINED
+ANY_DEVICE = True  # --device cuda: training, sampling and AMBER energies run there
+__all__ = ["CartesianScale", "Config", "TRAINED", "run", "table2_markdown"]
 
 
-@dataclass
-class CartesianScale:
-    """Sizes of one run (``full`` = the paper's architecture and epochs, ``quick`` = a demo)."""
-
-    n_frames: int | None = None  # MD frames used (random subset; None = all)
-    n_gen: int = 10_000
-    flow: RealNVPConfig = field(default_factory=lambda: RealNVPConfig(dim=66, n_layers=12, hidden=[512, 512]))
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=200, batch_size=256, lr=5e-4, checkpoint_every=1)
-    )
-    lam: float = 5.0
-    eps_nm: float = 0.17
-    anneal_zero_fraction: float = 0.5  # λ reaches 0 after this share of the epochs
-    smooth_lam: float = 1.0
-    smooth_width_nm: float = 0.01
-    reject_r_min_nm: float = 0.15
-    w2_n: int = 2000
-    w2_draws: int = 5
-    models: tuple[str, ...] = TRAINED
-
-
-def scale(name: str) -> CartesianScale:
-    if name == "full":
-        return CartesianScale()
-    if name == "quick":
-        return CartesianScale(
-            n_frames=10_000,
-            n_gen=5000,
-            flow=RealNVPConfig(dim=66, n_layers=6, hidden=[128, 128]),
-            train=TrainConfig(epochs=20, batch_size=256, lr=1e-3),
-            w2_n=1000,
-            w2_draws=3,
-        )
-    raise ValueError(f"unknown scale {name!r}; use quick or full")
-
-
-def run(
-    out: str | Path,
-    scale_name: str = "quick",
-    seed: int = 0,
-    progress: bool = True,
-    force: bool = False,
-    command: list[str] | None = None,
-    dataset: str | Path | None = None,
-    sizes: CartesianScale | None = None,
-    models: tuple[str, ...] | None = None,
-    epochs: int | None = None,
-    device: str | torch.device | None = None,
-    deadline_minutes: float | None = None,
-    train_only: bool = False,
-) -> dict[str, Any]:
-    """Train the models, score them and the data, write results.json, table2.md, figures and samples.
+def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True, force: bool = False,
+        command: list[str] | None = None, device: str | torch.device | None = None,
+        recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train the models, score them and the data, write results.json, table2.md, recipe.toml, figures and samples.
 
     Args:
         out: output folder (an unfinished run there is resumed from DIR/checkpoints/).
-        scale_name: "quick" or "full".
+        config: the recipe.
         seed: seeds the subsets, the models and the sampling.
         progress: show progress bars.
         force: allow writing into a folder holding a finished run.
         command: the command line, for provenance.
-        dataset: MD data: a packed ``.npz`` or a ``boltzflow simulate`` run folder (default: the shipped set).
-        sizes: explicit sizes instead of ``scale_name`` (tests).
-        models: subset of :data:`TRAINED` to train and score (default: all;
-            ``nll_reject`` comes with ``nll``).
-        epochs: training epochs instead of the scale's (recorded in results.json and table2.md).
         device: "cpu" (default), "cuda" or "cuda:N": where training, sampling and energies run.
-        deadline_minutes: no training epoch starts later than this many minutes after the call (0: train
-            nothing new, score what the checkpoints hold); models are scored at their last completed epoch.
-        train_only: train (and checkpoint) the models, write nothing else; returns ``{"trained": {model: info}}``.
+        recipe: ``{name, scale, source, toml}`` of the recipe.
+
+    Returns:
+        the results; with ``config.train_only`` ``{"trained": {model: info}, "message": ...}``.
     """
     started = time.time()
     deadline = None
-    if deadline_minutes is not None:
-        if not deadline_minutes >= 0:
-            raise BoltzflowError(f"--deadline-minutes must be >= 0, got {deadline_minutes}")
-        deadline = time.monotonic() + 60.0 * deadline_minutes
+    if config.deadline_minutes is not None:
+        deadline = time.monotonic() + 60.0 * config.deadline_minutes
     dev = T.resolve_device(device)
+    system = get_system(config.system)
+    sc = config.sizes(system.dim)
+    dataset = config.data.path
     torch_dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
     try:
-        sc = sizes or scale(scale_name)
-        sc = sc if models is None else dataclasses.replace(sc, models=tuple(models))
-        if epochs is not None:
-            sc = dataclasses.replace(sc, train=dataclasses.replace(sc.train, epochs=int(epochs)))
-        label = scale_name if sizes is None else "custom"
-        runtime = {"device": str(dev), "device_name": T.device_name(dev), "deadline_minutes": deadline_minutes}
-        if train_only:
-            return _train_only(out, sc, seed, progress, force, dataset, dev, deadline)
-        return _run(out, label, sc, seed, progress, force, command, dataset, started, dev, deadline, runtime)
+        if config.train_only:
+            got = _train_only(out, sc, seed, progress, force, dataset, dev, deadline)
+            reached = [f"{m}: {0 if i is None else i['epochs_trained']}" for m, i in got["trained"].items()]
+            return {**got, "message": f"epochs trained ({', '.join(reached)}) in {out}/checkpoints"}
+        label = (recipe or {}).get("scale") or "custom"
+        runtime = {"device": str(dev), "device_name": T.device_name(dev), "deadline_minutes": config.deadline_minutes}
+        return _run(out, label, sc, seed, progress, force, command, dataset, started, dev, deadline, runtime, recipe)
     finally:
         torch.set_default_dtype(torch_dtype)
 
@@ -156,7 +106,7 @@ def _train_only(out, sc, seed, progress, force, dataset, dev, deadline) -> dict[
     return {"trained": trained}
 
 
-def _run(out, scale_name, sc, seed, progress, force, command, dataset, started, dev, deadline, runtime):
+def _run(out, scale_name, sc, seed, progress, force, command, dataset, started, dev, deadline, runtime, recipe):
     _check_models(sc)
     frames, aligned, x, st, source = _prepare(dataset, sc, seed)
     out = prepare_out_dir(out, force)
@@ -212,11 +162,14 @@ def _run(out, scale_name, sc, seed, progress, force, command, dataset, started, 
             "pca_explained_variance": pca.explained_variance,
             "pca_space": "standardised coordinates",
         },
-        "config": {"scale": scale_name, "seed": seed, **dataclasses.asdict(sc), **runtime},
+        "config": {"recipe": (recipe or {}).get("name"), "scale": scale_name, "seed": seed, **dataclasses.asdict(sc),
+                   **runtime},
         "samples_xtc": all(xtc),
         "provenance": provenance(command, started),
     }
     save_text(out / "table2.md", table2_markdown(results))
+    if (recipe or {}).get("toml"):
+        save_text(out / "recipe.toml", recipe["toml"])
     save_json(out / "results.json", results)
     return results
 
@@ -235,7 +188,7 @@ def _load_frames(dataset: str | Path | None, n_frames: int | None, seed: int) ->
         raise BoltzflowError(f"{err}; pass dataset=<simulate run folder or .npz>") from None
     xyz = np.asarray(data.xyz, dtype=np.float64)
     if xyz.shape[1:] != (ac.N_ATOMS, 3):
-        raise BoltzflowError(f"dataset frames have shape {xyz.shape[1:]}, expected (22, 3) alanine dipeptide")
+        raise BoltzflowError(f"dataset frames have shape {xyz.shape[1:]}, expected ({ac.N_ATOMS}, 3) alanine dipeptide")
     if n_frames is not None and n_frames < len(xyz):
         xyz = xyz[np.sort(np.random.default_rng(seed).choice(len(xyz), n_frames, replace=False))]
     return xyz, source

@@ -18,13 +18,15 @@ from boltzflow.errors import BoltzflowError
 from boltzflow.flows.internal import InternalCoordinates
 
 
-def load_bg_data(data_path: str | Path | None, temperature_kelvin: float) -> dict[str, Any]:
-    """MD frames for the BG: xyz (n, 22, 3) nm float64, forces_kt (n, 66) or None, replica (n,), source.
+def load_bg_data(data_path: str | Path | None, temperature_kelvin: float,
+                 event_shape: tuple[int, ...]) -> dict[str, Any]:
+    """MD frames for the BG: xyz (n, *event_shape) nm float64, forces_kt (n, dim) or None, replica (n,), source.
 
     Args:
         data_path: an ``.npz`` with ``xyz`` (and optionally ``forces_kj``, ``replica``, ``temperature_kelvin``);
             None: the shipped 60 ns dataset.
         temperature_kelvin: the BG's temperature; data simulated at another one are refused.
+        event_shape: the system's (n_atoms, 3); frames of another shape are refused.
     """
     if data_path is None:
         from boltzflow.samplers.dataset import alanine_dataset_path, load_alanine_dataset
@@ -41,10 +43,10 @@ def load_bg_data(data_path: str | Path | None, temperature_kelvin: float) -> dic
     if abs(temperature - temperature_kelvin) > 1e-6:
         raise BoltzflowError(f"data were simulated at {temperature} K; the BG targets {temperature_kelvin} K")
     xyz = np.asarray(xyz, dtype=np.float64)
-    if xyz.ndim != 3 or xyz.shape[1:] != (22, 3):
-        raise BoltzflowError(f"{source}: xyz must have shape (n, 22, 3), got {xyz.shape}")
+    if xyz.shape[1:] != tuple(event_shape):
+        raise BoltzflowError(f"{source}: xyz must have shape (n, {', '.join(map(str, event_shape))}), got {xyz.shape}")
     kt = kt_kj_per_mol(temperature_kelvin)
-    forces_kt = None if forces is None else np.asarray(forces, dtype=np.float64).reshape(len(xyz), 66) / kt
+    forces_kt = None if forces is None else np.asarray(forces, dtype=np.float64).reshape(len(xyz), -1) / kt
     return {"xyz": xyz, "forces_kt": forces_kt, "replica": np.asarray(replica), "source": source}
 
 
@@ -75,7 +77,7 @@ def unconstrain_bonds(
     """Resample the bonds held fixed in the data from their harmonic Boltzmann distribution N(r0, kT/k).
 
     Args:
-        q: internal coordinates of data frames, shape (n, 3*22-6), nm/rad.
+        q: internal coordinates of data frames, shape (n, 3 n_atoms - 6), nm/rad.
         ic: the internal-coordinate transform (its Z-matrix names each bond's atoms).
         system: the *unconstrained* ``openmm.System`` (its HarmonicBondForce gives r0 and k).
         gen: random source.

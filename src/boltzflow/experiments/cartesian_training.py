@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from boltzflow.errors import BoltzflowError
+from boltzflow.experiments.runner import seeded
 from boltzflow.flows.flow import Flow
 from boltzflow.flows.spec import build_flow, realnvp_spec
 from boltzflow.systems import alanine_cartesian as ac
@@ -41,7 +42,7 @@ from boltzflow.training.loop import fit
 from boltzflow.training.losses import nll
 
 if TYPE_CHECKING:
-    from boltzflow.experiments.alanine_cartesian import CartesianScale
+    from boltzflow.experiments.cartesian_config import CartesianScale
 
 # The order fixes each model's seed (seed + index), so a model's seed does not depend on which others run.
 TRAINED = ("nll", "penalty", "anneal", "smooth", "penalty_sum")
@@ -173,9 +174,9 @@ def train_model(
     Args:
         out: run folder; the checkpoint is ``out/checkpoints/<name>.pt``.
         name: one of :data:`TRAINED`.
-        x: aligned, flattened frames, shape (n, 66), nm.
+        x: aligned, flattened frames, shape (n, dim), nm.
         st: the standardiser of ``x`` (fixed de-standardisation at the end of the flow).
-        pairs: non-bonded pairs, shape (174, 2).
+        pairs: non-bonded pairs, shape (n_pairs, 2).
         sc: sizes of the run.
         seed: seeds the initialisation, split, minibatches and generated batches.
         progress: show a progress bar.
@@ -188,8 +189,7 @@ def train_model(
         final_train_loss, epochs_trained and stopped_at_deadline.
     """
     spec = realnvp_spec(sc.flow, st.loc, st.scale)
-    torch.manual_seed(seed)
-    flow = build_flow(spec).to(device)
+    flow = seeded(lambda: build_flow(spec), seed).to(device)  # the initial weights, without global side effects
     cfg = dataclasses.replace(sc.train, seed=seed)
     path = out / "checkpoints" / f"{name}.pt"
     n_train = len(x) - int(round(cfg.val_fraction * len(x)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -12,29 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from boltzflow.errors import BoltzflowError
-
-
-def prepare_out_dir(out: str | Path, force: bool = False) -> Path:
-    """Create ``out`` (and figures/, samples/, checkpoints/) for a run.
-
-    A folder holding a finished run (results.json) is refused unless ``force``, which deletes that run's files
-    (results.json, checkpoints/, samples/, figures/) first; a folder with checkpoints only is resumed.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BoltzflowError(f"--out {out} exists and is not a folder")
-    if (out / "results.json").exists():
-        if not force:
-            raise BoltzflowError(f"{out} already holds a finished run (results.json); choose another --out or pass "
-                                 "--force to replace it")
-        for sub in ("checkpoints", "samples", "figures"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        (out / "results.json").unlink()
-    for sub in ("figures", "samples", "checkpoints"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def provenance(command: list[str] | None, started: float) -> dict[str, Any]:

@@ -38,7 +38,14 @@ from boltzflow.recipes.schema import ConfigError, build, merge, to_table
 META_KEYS = ("name", "runner", "description", "scale")
 
 # runner name -> module exposing ``Config`` (a dataclass) and ``run(out, config, *, seed, progress, force, command)``
-RUNNERS: dict[str, str] = {}
+RUNNERS: dict[str, str] = {
+    "two-particle": "boltzflow.experiments.two_particle",
+    "alanine-dihedrals": "boltzflow.experiments.alanine_dihedrals",
+    "alanine-cartesian": "boltzflow.experiments.alanine_cartesian",
+    "two-particle-bg": "boltzflow.experiments.two_particle_bg",
+    "alanine-bg": "boltzflow.experiments.alanine_bg",
+    "bg": "boltzflow.experiments.bg",  # any registered system with an exact sampler or sample reference
+}
 
 
 class Recipe(NamedTuple):

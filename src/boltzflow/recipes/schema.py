@@ -116,19 +116,34 @@ def build(cls: type, table: Mapping[str, Any], where: str = "config", prefix: st
 
 
 def to_table(obj: Any) -> Any:
-    """A dataclass (recursively) as a TOML-ready table; ``None`` fields are left out (TOML has no null)."""
+    """A dataclass (recursively) as a TOML-ready table.
+
+    TOML has no null: a ``None`` field whose default is ``None`` is left out, and one whose default is not
+    (``grad_clip = "none"``: no clipping) is written as the string ``"none"``, which :func:`build` reads back as
+    ``None``, so the table rebuilds the same dataclass.
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out = {}
         for f in dataclasses.fields(obj):
             value = to_table(getattr(obj, f.name))
             if value is not None:
                 out[f.name] = value
+            elif _default(f) is not None:
+                out[f.name] = "none"
         return out
     if isinstance(obj, list | tuple):
         return [to_table(v) for v in obj]
     if isinstance(obj, Mapping):
         return {k: to_table(v) for k, v in obj.items() if v is not None}
     return obj
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return "required"
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,9 +16,12 @@ The φ > 0 boundary (0°, 120°) is the one the alanine issue uses for αL; φ <
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,17 +109,88 @@ def format_populations(pops: Mapping[str, float]) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in pops.items())
 
 
+def load_umbrella(path: str | Path | None = None) -> dict[str, Any]:
+    """The umbrella/MBAR reference (keys alpha_l_population[_err], phi_grid [rad], free_energy_kt), or {}.
+
+    Default: the shipped copy of the committed ``boltzflow umbrella`` run (``docs/results/alanine-umbrella.json``);
+    if a build lacks it, {} (results then leave the umbrella entries null). An explicit ``path`` must exist.
+    """
+    from boltzflow.errors import BoltzflowError
+
+    shipped = Path(__file__).resolve().parents[1] / "data" / UMBRELLA_REFERENCE
+    path = Path(path) if path is not None else shipped
+    if not path.is_file():
+        if path != shipped:
+            raise BoltzflowError(f"umbrella reference not found: {path}")
+        return {}
+    ref = json.loads(path.read_text())
+    ref = ref.get("umbrella", ref) if isinstance(ref, dict) else {}
+    if "phi_grid" not in ref and "phi_deg" in ref:  # the committed umbrella JSON stores the grid in degrees
+        ref = {**ref, "phi_grid": np.radians(np.asarray(ref["phi_deg"], dtype=float)).tolist()}
+    return ref
+
+
 # --- the system -----------------------------------------------------------------------------------------------
 
 UMBRELLA_REFERENCE = "alanine-umbrella.json"  # shipped copy of docs/results/alanine-umbrella.json
+
+# Umbrella-sampling (φ) + MBAR references of the αL population and F(φ), OBC at 300 K, one JSON file each in
+# boltzflow/data/: name -> (file, what is known about its convergence). See docs/results/alanine-umbrella-2ns.md.
+UMBRELLA_REFERENCES: dict[str, tuple[str, str]] = {
+    "umbrella-0.5ns": (UMBRELLA_REFERENCE, "NOT converged: the halves of its windows disagree "
+                       "(docs/results/alanine-umbrella.md)"),
+    "umbrella-1ns": ("alanine-umbrella-1ns.json", "one seed only; halves differ by 1.6 sigma "
+                     "(docs/results/alanine-umbrella.md)"),
+    "umbrella-2ns": ("alanine-umbrella-2ns.json", "NOT converged: MBAR errors too small, psi is slow "
+                     "(docs/results/alanine-umbrella-2ns.md)"),
+}
+# What the reference `umbrella` means. Switch it here (one line) once a candidate is shown converged: two seeds
+# agreeing within 2 sigma, halves and overlap checked (docs/results/alanine-umbrella-2ns.md says how).
+DEFAULT_UMBRELLA = "umbrella-0.5ns"
+
+
+def load_umbrella_reference(name: str = DEFAULT_UMBRELLA) -> dict:
+    """A shipped umbrella reference: ``alpha_l_population[_err]``, ``phi_grid`` (bin centres, rad), ``phi_deg``,
+    ``free_energy_kt``, ``free_energy_err_kt`` (kT), ``settings`` and the provenance of the run(s) as written by
+    ``boltzflow umbrella`` (one run) or ``docs/results/alanine-umbrella-2ns/combine.py`` (two seeds pooled).
+
+    Args:
+        name: a key of :data:`UMBRELLA_REFERENCES`.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    import json
+    from importlib import resources
+
+    if name not in UMBRELLA_REFERENCES:
+        raise ValueError(f"unknown umbrella reference {name!r}; choose one of {sorted(UMBRELLA_REFERENCES)}")
+    ref = json.loads((resources.files("boltzflow") / "data" / UMBRELLA_REFERENCES[name][0]).read_text())
+    return {**ref, "phi_grid": np.radians(np.asarray(ref["phi_deg"], dtype=np.float64)).tolist()}
+
+
+def describe_umbrella_reference(name: str) -> str:
+    """One line of provenance: windows, ns per window, seeds (and whether they agree), the αL population with its
+    MBAR error, what is known about its convergence."""
+    ref = load_umbrella_reference(name)
+    cfg = ref["settings"]
+    seeds = cfg.get("seeds", [cfg.get("seed")])
+    text = (f"umbrella on phi + MBAR, {cfg['n_windows']} windows x {cfg['ns_per_window']:g} ns, "
+            f"seed{'s' if len(seeds) > 1 else ''} {'+'.join(map(str, seeds))}: alphaL "
+            f"{100 * ref['alpha_l_population']:.2f} +- {100 * ref['alpha_l_population_err']:.2f} % (MBAR s.e.)")
+    if "seed_agreement" in ref:
+        agree = ref["seed_agreement"]
+        text += f"; the seeds {'agree' if agree['within_2_sigma'] else 'DISAGREE'} (z = {agree['z']:.2f})"
+    return f"{text}; {UMBRELLA_REFERENCES[name][1]}"
 
 
 class AlanineDipeptide(MoleculeSystem):
     """ACE-ALA-NME (22 atoms), AMBER99SB-ILDN in OBC implicit solvent (default) or vacuum, 300 K.
 
-    References: ``md`` (the shipped 6 x 10 ns dataset, OBC only) and ``umbrella`` (F(φ) and the αL population
-    from umbrella sampling + MBAR, OBC only). Observables: ``phi_psi`` (n, 1, 2) rad and ``basin`` (index into
-    :data:`BASINS`).
+    References (OBC at 300 K only): ``md`` (the shipped 6 x 10 ns dataset), ``umbrella`` (F(φ) and the αL
+    population from umbrella sampling + MBAR: the candidate named by :data:`DEFAULT_UMBRELLA`) and every candidate
+    of :data:`UMBRELLA_REFERENCES` by its own name. Observables: ``phi_psi`` (n, 1, 2) rad and ``basin`` (index
+    into :data:`BASINS`).
     """
 
     def __init__(self, solvent: str = "obc", temperature_kelvin: float = 300.0, **info: object) -> None:
@@ -131,18 +205,18 @@ class AlanineDipeptide(MoleculeSystem):
             return {}
         from boltzflow.samplers.dataset import load_alanine_dataset
 
-        def umbrella() -> dict:
-            from boltzflow.experiments.alanine_bg import load_umbrella
-
-            return load_umbrella()
-
         def md() -> np.ndarray:
             return np.asarray(load_alanine_dataset().xyz, dtype=np.float64)
 
+        def umbrella(name: str, alias: str | None = None) -> Reference:
+            text = describe_umbrella_reference(name)
+            return Reference(alias or name, "free_energy", f"= {name}: {text}" if alias else text,
+                             lambda: load_umbrella_reference(name))
+
         return {
             "md": Reference("md", "samples", "6 x 10 ns OBC MD at 300 K, 60,000 frames (docs/datasets.md)", md),
-            "umbrella": Reference("umbrella", "free_energy",
-                                  "F(phi) by umbrella sampling + MBAR (docs/results/alanine-umbrella.md)", umbrella),
+            "umbrella": umbrella(DEFAULT_UMBRELLA, alias="umbrella"),
+            **{name: umbrella(name) for name in UMBRELLA_REFERENCES},
         }
 
     def observables(self) -> dict[str, Observable]:

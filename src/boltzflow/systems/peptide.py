@@ -125,18 +125,20 @@ class PeptideSystem(MoleculeSystem):
 
 
 def _reference_summary(provenance_json: Path) -> str:
-    """One line from the reference's provenance: replicas × length, frames, wall time."""
+    """One line from the reference's provenance: replicas kept × length, frames and their spacing, wall time."""
     import json
 
     if not provenance_json.is_file():
         return "MD reference"
     prov = json.loads(provenance_json.read_text())
-    cfg = prov.get("config", {})
-    frames = prov.get("packing", {}).get("n_frames", "?")
+    cfg, packing = prov.get("config", {}), prov.get("packing", {})
+    replicas = len(packing["replicas_kept"]) if "replicas_kept" in packing else cfg.get("replicas", "?")
+    every = f" every {packing['frame_interval_ps']:g} ps" if "frame_interval_ps" in packing else ""
     wall = prov.get("wall_time_s")
-    wall_text = f", {wall / 60:.0f} min wall" if isinstance(wall, int | float) else ""
-    return (f"{cfg.get('replicas', '?')} x {cfg.get('ns', '?')} ns OBC MD at {cfg.get('temperature_kelvin', '?')} K, "
-            f"{frames} frames{wall_text}")
+    wall_text = f", {wall / 3600:.1f} h wall" if isinstance(wall, int | float) else ""
+    ns, kelvin = cfg.get("ns", float("nan")), cfg.get("temperature_kelvin", float("nan"))
+    return (f"{replicas} x {ns:g} ns OBC MD at {kelvin:g} K, "
+            f"{packing.get('n_frames', '?')} frames{every}{wall_text}")
 
 
 def ramachandran_per_residue(
