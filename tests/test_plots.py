@@ -118,6 +118,13 @@ def test_free_energy_phi_psi_masks_low_counts():
     assert "kT" in fig.axes[-1].get_ylabel() and "kJ/mol" in fig.axes[-1].get_ylabel()
 
 
+def test_free_energy_figures_survive_every_bin_masked():
+    """A tiny sample (the smoke tests') masks every bin: blank panels, no warning."""
+    ang = _rng().normal(0, 50, (2, 2))
+    assert_trustworthy(plots.free_energy_phi_psi([("a", ang, None)]))
+    assert_trustworthy(plots.free_energy_phi([("a", ang[:, 0], None)], ("ref", [0.0], [np.nan])))
+
+
 def test_cmt_figures():
     history = [{"step": i, "lam": 1.0 / (i + 1), "eta": 0.0, "a": 0.5, "b": 0.5, "temperature_factor": 2.0,
                 "entropy": 1.0, "kl": 0.1, "delta_h": 0.05, "buffer_ess_fraction": 0.3, "target_ess_fraction": 0.1}

@@ -30,6 +30,12 @@ def legend_below(fig: Figure, axes: Iterable[Any], **kwargs: Any) -> None:
                    ncol=min(3, len(entries)), **kwargs)
 
 
+def _shift_to_min(f: np.ndarray) -> np.ndarray:
+    """``f`` minus its smallest finite value (unchanged when nothing is finite, e.g. every bin masked)."""
+    finite = np.isfinite(f)
+    return f - f[finite].min() if finite.any() else f
+
+
 def _as_draws(phi: Any, w: Any) -> tuple[list[np.ndarray], list[np.ndarray | None], str]:
     """Split a curve's samples into draws for the error band: given draws, or 4 blocks of one sample set."""
     if isinstance(phi, np.ndarray) and phi.ndim == 1:
@@ -67,8 +73,7 @@ def free_energy_profile(
         f = np.where((np.sum(counts, 0) >= min_count) & (pooled > 0), -np.log(pooled), np.nan)
         per = np.where((np.array(counts) >= max(1, min_count // len(phis))) & (np.array(hists) > 0),
                        -np.log(np.array(hists)), np.nan)
-    if np.isfinite(f).any():
-        f = f - np.nanmin(f)
+    f = _shift_to_min(f)
     both = np.isfinite(per - f)  # align each draw to the pooled curve on the bins both have
     offset = np.where(both, per - f, 0.0).sum(1, keepdims=True) / np.maximum(both.sum(1, keepdims=True), 1)
     per = per - offset
@@ -108,7 +113,7 @@ def free_energy_phi(
         ax.fill_between(centres, f - sd, f + sd, color=line.get_color(), alpha=0.3, label=f"{label}: ±1 sd over {how}")
     if reference is not None:
         grid, f_ref = np.asarray(reference[1], dtype=float), np.asarray(reference[2], dtype=float)
-        f_ref = f_ref - np.nanmin(f_ref)
+        f_ref = _shift_to_min(f_ref)
         ax.plot(grid, f_ref, "k--", label=reference[0])
         if len(reference) > 3 and reference[3] is not None:
             err = np.asarray(reference[3], dtype=float)
@@ -147,7 +152,7 @@ def free_energy_phi_psi(
         count, _, _ = np.histogram2d(ang[:, 0], ang[:, 1], bins=[edges, edges])
         with np.errstate(divide="ignore", invalid="ignore"):
             f = np.where((count >= min_count) & (h > 0), -np.log(h), np.nan)
-        im = ax.pcolormesh(edges, edges, (f - np.nanmin(f)).T, cmap="viridis", vmin=0, vmax=10)
+        im = ax.pcolormesh(edges, edges, _shift_to_min(f).T, cmap="viridis", vmin=0, vmax=10)
         ax.set(title=title, xlabel="φ (degrees)", ylabel="ψ (degrees)")
     unit = f"; 1 kT = {KJ_PER_MOL_PER_KELVIN * temperature_kelvin:.3f} kJ/mol" if temperature_kelvin else ""
     fig.colorbar(im, ax=axes, label=f"F (kT{unit}); blank: < {min_count} samples")
