@@ -112,12 +112,13 @@ def format_populations(pops: Mapping[str, float]) -> str:
 def load_umbrella(path: str | Path | None = None) -> dict[str, Any]:
     """The umbrella/MBAR reference (keys alpha_l_population[_err], phi_grid [rad], free_energy_kt), or {}.
 
-    Default: the shipped copy of the committed ``boltzflow umbrella`` run (``docs/results/alanine-umbrella.json``);
+    Default: the shipped file of the default candidate :data:`DEFAULT_UMBRELLA` (today the 0.5 ns run, the shipped
+    copy of ``docs/results/alanine-umbrella.json``), so that switching the default switches every reproduction;
     if a build lacks it, {} (results then leave the umbrella entries null). An explicit ``path`` must exist.
     """
     from boltzflow.errors import BoltzflowError
 
-    shipped = Path(__file__).resolve().parents[1] / "data" / UMBRELLA_REFERENCE
+    shipped = Path(__file__).resolve().parents[1] / "data" / UMBRELLA_REFERENCES[DEFAULT_UMBRELLA][0]
     path = Path(path) if path is not None else shipped
     if not path.is_file():
         if path != shipped:
