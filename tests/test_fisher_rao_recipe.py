@@ -50,6 +50,13 @@ def test_one_cell_runs_alone(tmp_path, capsys):
     stamp = (out / "runs" / "gmm40-linear-s0.json").stat().st_mtime_ns
     assert main(argv) == 0  # resumed: the finished cell is read back, not retrained
     assert (out / "runs" / "gmm40-linear-s0.json").stat().st_mtime_ns == stamp
+    partial = ["reproduce", "fisher-rao", "--scale", "smoke", "--set", "skip_missing=true", "--set",
+               'targets=["gmm40"]', "--out", str(out), "--no-progress"]
+    assert main(partial) == 0  # aggregate what is there; the cell not run is listed, not trained
+    with open(out / "results.json") as f:
+        res = json.load(f)
+    assert res["missing"] == ["gmm40/gradient_flow/0"] and list(res["table"]["gmm40"]) == ["linear"]
+    assert not (out / "runs" / "gmm40-gradient_flow-s0.json").exists()
 
 
 @pytest.mark.parametrize(

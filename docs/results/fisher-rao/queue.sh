@@ -3,7 +3,8 @@
 # time, niced, in a fixed order (seed 0 of every cell first), resumable (finished cells are skipped), then the
 # aggregate call that writes results.json, table.md, figures/ and samples/. From the repository root:
 #   SRC=/tmp/frozen/src nohup docs/results/fisher-rao/queue.sh > docs/results/fisher-rao/run/queue.log 2>&1 &
-# SRC: a frozen copy of src/ (the work tree may change while the grid runs); CELLS: the cells to run (default all).
+# SRC: a frozen copy of src/ (the work tree may change while the grid runs); CELLS: the cells to run (default all);
+# AGG=0: no aggregate call at the end.
 set -u
 PY=${PY:-/work/main/.venv/bin/python}
 OUT=${OUT:-docs/results/fisher-rao/run}
@@ -21,6 +22,7 @@ fi
 echo "$CELLS" | xargs -P "$JOBS" -I{} bash -c 'echo "$(date -u +%T) start {} load $(cut -d" " -f1-3 /proc/loadavg)";
   nice -n 10 "$PY" -m boltzflow.cli reproduce fisher-rao --full $SETS --set only={} --out "$OUT";
   echo "$(date -u +%T) end {} rc=$?"'
+[ "${AGG:-1}" = 0 ] && exit 0  # AGG=0: cells only (aggregate by hand once every cell is done)
 echo "$(date -u +%T) cells done; aggregate"
 nice -n 10 "$PY" -m boltzflow.cli reproduce fisher-rao --full $SETS --out "$OUT"
 echo "$(date -u +%T) done load $(cut -d' ' -f1-3 /proc/loadavg)"

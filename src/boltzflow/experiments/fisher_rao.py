@@ -140,6 +140,7 @@ class Config:
         interpolations: names from :data:`~boltzflow.training.fisher_rao.INTERPOLATIONS`.
         seeds: seeds per (target, interpolation): ``--seed``, ``--seed + 1``, ...
         only: ``target/interpolation/seed``: train and score that cell only, then stop.
+        skip_missing: aggregate the finished cells only; cells not run yet are listed as missing, not trained.
         training: the networks and the fit.
         evaluation: sample sizes.
     """
@@ -148,6 +149,7 @@ class Config:
     interpolations: list[str] = field(default_factory=lambda: list(INTERPOLATIONS))
     seeds: int = 3
     only: str | None = None
+    skip_missing: bool = False
     training: CurveTraining = field(default_factory=CurveTraining)
     evaluation: CurveEvaluationSizes = field(default_factory=CurveEvaluationSizes)
 
@@ -177,18 +179,23 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
         name, interp, k = config.only.split("/")
         _cell(cells_dir, get_target(name), interp, int(k), config, int(k) == seed, progress)
         return {"message": f"cell {config.only} done in {cells_dir}"}
-    cells = []
+    cells, missing = [], []
     for name in config.targets:
         target = get_target(name)
         for interp in config.interpolations:
             for k in range(seed, seed + config.seeds):
+                if config.skip_missing and not (cells_dir / f"{name}-{interp}-s{k}.json").exists():
+                    missing.append(f"{name}/{interp}/{k}")
+                    continue
                 cells.append(_cell(cells_dir, target, interp, k, config, k == seed, progress))
     for name in config.targets:
         for interp in config.interpolations:
             src = cells_dir / f"samples-{name}-{interp}-s{seed}.npz"
             if src.exists():  # absent when the first seed's fit diverged
                 shutil.copy(src, ctx.out / "samples" / f"{name}-{interp}.npz")
-    results = report(ctx.out, cells, config)
+    if not cells:
+        raise BoltzflowError(f"no finished cell in {cells_dir} (skip_missing = true); run some cells first")
+    results = {**report(ctx.out, cells, config), "missing": missing}
     results = finish(ctx, results, config, recipe)
     save_text(ctx.out / "table.md", results["table_markdown"] + "\n")
     return results
