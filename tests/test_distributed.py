@@ -1,0 +1,150 @@
+"""Data-parallel training under torchrun: 2 CPU processes (gloo) against one process with the same global batch.
+
+One launch (``python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_worker.py``, the same
+launcher users run, so torchrun's environment, our process-group setup and the exit path are all exercised) does
+every distributed scenario; the tests read what it wrote. torchrun rather than ``torch.multiprocessing.spawn``:
+the worker is a plain script, so nothing of pytest is re-imported in the children, and the rendezvous picks a
+free port itself (``--standalone``). The launch has a hard timeout and its whole process group is killed on
+failure, so a hang fails the test instead of the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from boltzflow.flows.realnvp import RealNVPConfig
+from boltzflow.flows.spec import build_flow, realnvp_spec
+from boltzflow.training import distributed
+from boltzflow.training.checkpoint import save_checkpoint
+from boltzflow.training.loop import fit
+from boltzflow.training.losses import nll
+from boltzflow.training.reporters import read_metrics
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import ddp_worker  # noqa: E402
+
+LAUNCH_TIMEOUT_S = 240
+
+
+def two_particle_checkpoint(path: Path) -> Path:
+    """A small untrained flow for the two-particle system (seeded weights), saved as a sampling checkpoint."""
+    spec = realnvp_spec(RealNVPConfig(dim=4, n_layers=2, hidden=[8]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        flow = build_flow(spec).double()
+    save_checkpoint(path, {"model": flow.state_dict(), "flow_spec": spec, "system": {"name": "two-particle"}})
+    return path
+
+
+def launch(out: Path, checkpoint: Path) -> subprocess.CompletedProcess:
+    """Run the worker on 2 processes; kill the whole process group if it does not finish in time."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "BOLTZFLOW_DIST_TIMEOUT": "120", "BOLTZFLOW_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(HERE / "ddp_worker.py"), str(out), str(checkpoint)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        stdout, _ = proc.communicate(timeout=LAUNCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, _ = proc.communicate()
+        pytest.fail(f"torchrun did not finish in {LAUNCH_TIMEOUT_S} s:\n{stdout[-3000:]}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, "")
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    checkpoint = two_particle_checkpoint(root / "model.safetensors")
+    out = root / "out"
+    out.mkdir()
+    result = launch(out, checkpoint)
+    assert result.returncode == 0, result.stdout[-4000:]
+    ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in range(2)]
+    return out, checkpoint, ranks
+
+
+def step_losses(path: Path, stage: str) -> list[float]:
+    return [r["loss"] for r in read_metrics(path) if r["event"] == "step" and r["stage"] == stage]
+
+
+def epoch_records(path: Path, stage: str) -> list[dict]:
+    return [r for r in read_metrics(path) if r["event"] == "epoch" and r["stage"] == stage]
+
+
+def single_process_nll(tmp_path: Path) -> tuple[list[float], list[dict], list[float]]:
+    flow, x, cfg = ddp_worker.setup(3)
+    fit(flow, nll, x, cfg, tmp_path / "checkpoint.safetensors", progress=False, desc="nll")
+    params = torch.cat([p.detach().reshape(-1) for p in flow.parameters()]).tolist()
+    return step_losses(tmp_path / "metrics.jsonl", "nll"), epoch_records(tmp_path / "metrics.jsonl", "nll"), params
+
+
+def test_two_processes_follow_the_single_process_loss_curve(ddp_run, tmp_path):
+    out, _, ranks = ddp_run
+    losses, epochs, params = single_process_nll(tmp_path)
+    ddp_losses = step_losses(out / "nll" / "metrics.jsonl", "nll")
+    assert len(losses) == 3 * 5 and len(ddp_losses) == len(losses)  # 69 rows / 16 per global batch -> 5 steps
+    assert max(abs(a - b) for a, b in zip(ddp_losses, losses, strict=True)) < 1e-10
+    ddp_epochs = epoch_records(out / "nll" / "metrics.jsonl", "nll")
+    for mine, theirs in zip(ddp_epochs, epochs, strict=True):
+        assert math.isclose(mine["train_loss"], theirs["train_loss"], rel_tol=0, abs_tol=1e-10)
+        assert math.isclose(mine["val_loss"], theirs["val_loss"], rel_tol=0, abs_tol=1e-10)  # rank 1: empty share
+    assert max(abs(a - b) for a, b in zip(ranks[0]["nll_params"], params, strict=True)) < 1e-10
+    assert ranks[0]["nll_params"] == ranks[1]["nll_params"]  # every rank took the same steps
+
+
+def test_rank_zero_alone_writes(ddp_run):
+    out, _, _ = ddp_run
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    runs = [p for p in written if not p.startswith(("rank-", "shards/"))]
+    assert runs == sorted(f"{run}/{name}" for run in ("kl", "kl-resumed", "nll", "nll-resumed")
+                          for name in ("checkpoint.safetensors", "metrics.jsonl"))
+
+
+def test_resume_restores_every_rank(ddp_run):
+    """Killed after 2 of 3 epochs (NLL) or 1 of 3 (reverse KL on per-rank flow samples) and resumed: every rank
+    continues from rank 0's checkpoint, its own generator states included, and ends where the uninterrupted
+    run ends, bit for bit."""
+    out, _, ranks = ddp_run
+    for run in ("nll", "kl"):
+        stage = run
+        assert step_losses(out / f"{run}-resumed" / "metrics.jsonl", stage) == step_losses(out / run / "metrics.jsonl",
+                                                                                           stage)
+        for r in ranks:
+            assert r[f"{run}_resumed_params"] == r[f"{run}_params"]
+    assert ranks[0]["kl_params"] == ranks[1]["kl_params"]
+
+
+def test_flow_samples_use_per_rank_seeds(ddp_run):
+    out, _, _ = ddp_run
+    from boltzflow.training.checkpoint import read_checkpoint
+
+    rng = read_checkpoint(out / "kl" / "checkpoint.safetensors")["rng"]
+    assert {"samples", "global", "samples@1", "global@1"} <= set(rng)
+    assert not torch.equal(rng["samples"], rng["samples@1"])
+    assert distributed.rank_seed(7, 0) == 7 and distributed.rank_seed(7, 1) != 7
+
+
+def test_torchrun_sample_writes_one_shard_per_rank(ddp_run):
+    out, _, ranks = ddp_run
+    assert [r["sample_exit"] for r in ranks] == [0, 0]
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["shard-0000-of-0002.npz", "shard-0001-of-0002.npz"]
+
+
+def test_one_process_is_untouched():
+    assert distributed.active() is None and distributed.is_main()
+    assert distributed.env_ranks().world_size == int(os.environ.get("WORLD_SIZE", "1"))
