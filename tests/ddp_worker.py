@@ -42,6 +42,18 @@ def setup(epochs: int) -> tuple[torch.nn.Module, torch.Tensor, TrainConfig]:
     return flow, x, cfg
 
 
+def two_particle_checkpoint(path: Path) -> Path:
+    """A small untrained flow for the two-particle system (seeded weights), saved as a sampling checkpoint."""
+    from boltzflow.training.checkpoint import save_checkpoint
+
+    spec = realnvp_spec(RealNVPConfig(dim=4, n_layers=2, hidden=[8]))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        flow = build_flow(spec).double()
+    save_checkpoint(path, {"model": flow.state_dict(), "flow_spec": spec, "system": {"name": "two-particle"}})
+    return path
+
+
 def gaussian_energy(x: torch.Tensor) -> torch.Tensor:
     """u(x) = |x - 1|^2 / 2, kT."""
     return 0.5 * ((x - 1.0) ** 2).sum(-1)

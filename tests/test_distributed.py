@@ -21,10 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from boltzflow.flows.realnvp import RealNVPConfig
-from boltzflow.flows.spec import build_flow, realnvp_spec
 from boltzflow.training import distributed
-from boltzflow.training.checkpoint import save_checkpoint
 from boltzflow.training.loop import fit
 from boltzflow.training.losses import nll
 from boltzflow.training.reporters import read_metrics
@@ -34,16 +31,6 @@ sys.path.insert(0, str(HERE))
 import ddp_worker  # noqa: E402
 
 LAUNCH_TIMEOUT_S = 240
-
-
-def two_particle_checkpoint(path: Path) -> Path:
-    """A small untrained flow for the two-particle system (seeded weights), saved as a sampling checkpoint."""
-    spec = realnvp_spec(RealNVPConfig(dim=4, n_layers=2, hidden=[8]))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(2)
-        flow = build_flow(spec).double()
-    save_checkpoint(path, {"model": flow.state_dict(), "flow_spec": spec, "system": {"name": "two-particle"}})
-    return path
 
 
 def launch(out: Path, checkpoint: Path) -> subprocess.CompletedProcess:
@@ -69,7 +56,7 @@ def launch(out: Path, checkpoint: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
-    checkpoint = two_particle_checkpoint(root / "model.safetensors")
+    checkpoint = ddp_worker.two_particle_checkpoint(root / "model.safetensors")
     out = root / "out"
     out.mkdir()
     result = launch(out, checkpoint)
@@ -139,10 +126,23 @@ def test_flow_samples_use_per_rank_seeds(ddp_run):
     assert distributed.rank_seed(7, 0) == 7 and distributed.rank_seed(7, 1) != 7
 
 
-def test_torchrun_sample_writes_one_shard_per_rank(ddp_run):
-    out, _, ranks = ddp_run
+def test_torchrun_sample_writes_one_shard_per_rank(ddp_run, tmp_path, capsys):
+    """Rank R of 2 writes shard R of 2, the same arrays as `sample --shard R/2` in one process."""
+    from boltzflow.cli import main
+    from boltzflow.io import load_npz
+
+    out, checkpoint, ranks = ddp_run
     assert [r["sample_exit"] for r in ranks] == [0, 0]
-    assert sorted(p.name for p in (out / "shards").iterdir()) == ["shard-0000-of-0002.npz", "shard-0001-of-0002.npz"]
+    names = sorted(p.name for p in (out / "shards").iterdir())
+    assert names == ["shard-0000-of-0002.npz", "shard-0001-of-0002.npz"]
+    for k, name in enumerate(names):
+        assert main(["sample", str(checkpoint), "-n", "301", "--seed", "11", "--batch-size", "64", "--shard",
+                     f"{k}/2", "--out", str(tmp_path)]) == 0
+        mine, theirs = load_npz(tmp_path / name), load_npz(out / "shards" / name)
+        assert sorted(mine) == sorted(theirs)
+        for key in mine:
+            assert (mine[key] == theirs[key]).all(), key
+    capsys.readouterr()
 
 
 def test_one_process_is_untouched():

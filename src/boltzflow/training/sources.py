@@ -14,10 +14,8 @@
 Every source takes its randomness from the generator the loop passes in (never torch's global generator) and
 reports a ``fingerprint`` that the loop stores in checkpoints, so resuming with other data is refused.
 
-Data-parallel training (:mod:`boltzflow.training.distributed`) calls ``shard(rank, world_size)`` first: a dataset
-then serves rows ``rank::world_size`` of every global batch (every rank draws the same permutation from the shared
-shuffle generator, so the global batches are those of one process), the flow-sample source draws ``batch_size /
-world_size`` samples per rank. The replay buffer cannot be split yet and refuses.
+Data-parallel training calls ``shard(rank, world_size)`` first: a dataset serves rows ``rank::world_size`` of each
+global batch (every rank walks the same permutation), flow samples come ``batch_size / world_size`` per rank.
 """
 
 from __future__ import annotations
@@ -99,11 +97,7 @@ class Source:
         return {"kind": type(self).__name__}
 
     def shard(self, rank: int, world_size: int) -> None:
-        """Serve rank ``rank``'s share of every batch from now on (data-parallel training); this default refuses.
-
-        Raises:
-            BoltzflowError: the source cannot be split across processes.
-        """
+        """Serve rank ``rank``'s share of every batch from now on (data-parallel training); this default refuses."""
         if world_size != 1:
             raise BoltzflowError(f"{type(self).__name__} cannot be split across {world_size} processes yet; "
                                  "train with one process")
