@@ -54,6 +54,29 @@ def two_particle_checkpoint(path: Path) -> Path:
     return path
 
 
+RECIPE = """
+name = "tiny-bg"
+runner = "bg"
+system = "gmm40"
+[data]
+n_train = 300
+n_test = 200
+[flow]
+n_layers = 2
+hidden = [8]
+[[stages]]
+name = "nll"
+epochs = 2
+batch_size = 50
+lr = 3e-3
+[evaluation]
+n_samples = 300
+n_draws = 2
+mh_steps = 10
+model_metrics_n = 0
+"""
+
+
 def gaussian_energy(x: torch.Tensor) -> torch.Tensor:
     """u(x) = |x - 1|^2 / 2, kT."""
     return 0.5 * ((x - 1.0) ** 2).sum(-1)
@@ -94,6 +117,8 @@ def main_worker(out: Path, checkpoint: str) -> None:
     code = main(["sample", checkpoint, "-n", "301", "--seed", "11", "--batch-size", "64", "--out",
                  str(out / "shards")])
     report["sample_exit"] = code
+    report["run_exit"] = main(["run", str(out.parent / "tiny.toml"), "--out", str(out / "recipe-run"),
+                               "--no-progress"])
     (out / f"rank-{ranks.rank}.json").write_text(json.dumps(report))
 
 

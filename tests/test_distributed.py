@@ -53,16 +53,25 @@ def launch(out: Path, checkpoint: Path) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(cmd, proc.returncode, stdout, "")
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp")
+def launch_worker(root: Path) -> tuple[Path, Path, list[dict]]:
+    """One torchrun launch of the worker; returns its output folder, the sampling checkpoint and the rank reports."""
     checkpoint = ddp_worker.two_particle_checkpoint(root / "model.safetensors")
     out = root / "out"
     out.mkdir()
+    (root / "tiny.toml").write_text(ddp_worker.RECIPE)
     result = launch(out, checkpoint)
     assert result.returncode == 0, result.stdout[-4000:]
     ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in range(2)]
     return out, checkpoint, ranks
+
+
+def test_two_processes_under_torchrun(tmp_path, capsys):
+    """Every distributed check on one launch (one test, so that pytest-xdist never launches it twice)."""
+    run = launch_worker(tmp_path)
+    for check in (check_loss_curve, check_rank_zero_alone_writes, check_resume_restores_every_rank,
+                  check_per_rank_seeds, check_one_shard_per_rank, check_recipe_file):
+        (tmp_path / check.__name__).mkdir()
+        check(run, tmp_path / check.__name__, capsys)
 
 
 def step_losses(path: Path, stage: str) -> list[float]:
@@ -80,7 +89,7 @@ def single_process_nll(tmp_path: Path) -> tuple[list[float], list[dict], list[fl
     return step_losses(tmp_path / "metrics.jsonl", "nll"), epoch_records(tmp_path / "metrics.jsonl", "nll"), params
 
 
-def test_two_processes_follow_the_single_process_loss_curve(ddp_run, tmp_path):
+def check_loss_curve(ddp_run, tmp_path, capsys):
     out, _, ranks = ddp_run
     losses, epochs, params = single_process_nll(tmp_path)
     ddp_losses = step_losses(out / "nll" / "metrics.jsonl", "nll")
@@ -94,15 +103,15 @@ def test_two_processes_follow_the_single_process_loss_curve(ddp_run, tmp_path):
     assert ranks[0]["nll_params"] == ranks[1]["nll_params"]  # every rank took the same steps
 
 
-def test_rank_zero_alone_writes(ddp_run):
+def check_rank_zero_alone_writes(ddp_run, tmp_path, capsys):
     out, _, _ = ddp_run
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    runs = [p for p in written if not p.startswith(("rank-", "shards/"))]
+    runs = [p for p in written if not p.startswith(("rank-", "shards/", "recipe-run/"))]
     assert runs == sorted(f"{run}/{name}" for run in ("kl", "kl-resumed", "nll", "nll-resumed")
                           for name in ("checkpoint.safetensors", "metrics.jsonl"))
 
 
-def test_resume_restores_every_rank(ddp_run):
+def check_resume_restores_every_rank(ddp_run, tmp_path, capsys):
     """Killed after 2 of 3 epochs (NLL) or 1 of 3 (reverse KL on per-rank flow samples) and resumed: every rank
     continues from rank 0's checkpoint, its own generator states included, and ends where the uninterrupted
     run ends, bit for bit."""
@@ -116,7 +125,7 @@ def test_resume_restores_every_rank(ddp_run):
     assert ranks[0]["kl_params"] == ranks[1]["kl_params"]
 
 
-def test_flow_samples_use_per_rank_seeds(ddp_run):
+def check_per_rank_seeds(ddp_run, tmp_path, capsys):
     out, _, _ = ddp_run
     from boltzflow.training.checkpoint import read_checkpoint
 
@@ -126,7 +135,7 @@ def test_flow_samples_use_per_rank_seeds(ddp_run):
     assert distributed.rank_seed(7, 0) == 7 and distributed.rank_seed(7, 1) != 7
 
 
-def test_torchrun_sample_writes_one_shard_per_rank(ddp_run, tmp_path, capsys):
+def check_one_shard_per_rank(ddp_run, tmp_path, capsys):
     """Rank R of 2 writes shard R of 2, the same arrays as `sample --shard R/2` in one process."""
     from boltzflow.cli import main
     from boltzflow.io import load_npz
@@ -145,6 +154,64 @@ def test_torchrun_sample_writes_one_shard_per_rank(ddp_run, tmp_path, capsys):
     capsys.readouterr()
 
 
+def check_recipe_file(ddp_run, tmp_path, capsys):
+    """`torchrun -m boltzflow run FILE`: rank 0 writes the run folder; its NLL curve is the one-process curve
+    (float32 flow: to float32 rounding)."""
+    from boltzflow.cli import main
+
+    out, _, ranks = ddp_run
+    assert [r["run_exit"] for r in ranks] == [0, 0]
+    run = out / "recipe-run"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "figures", "recipe.toml", "results.json",
+                                                      "samples"]
+    assert main(["run", str(out.parent / "tiny.toml"), "--out", str(tmp_path / "one"), "--no-progress"]) == 0
+    capsys.readouterr()
+    mine = step_losses(tmp_path / "one" / "checkpoints" / "metrics.jsonl", "nll")
+    theirs = step_losses(run / "checkpoints" / "metrics.jsonl", "nll")
+    assert len(mine) == len(theirs) == 2 * 6  # 270 training rows in batches of 50
+    assert max(abs(a - b) / abs(a) for a, b in zip(mine, theirs, strict=True)) < 1e-5
+
+
 def test_one_process_is_untouched():
     assert distributed.active() is None and distributed.is_main()
     assert distributed.env_ranks().world_size == int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def test_dataset_shards_make_up_the_global_batches():
+    """Rows r::N of every global batch: the ranks' batches together are exactly one process's batches."""
+    from boltzflow.training.sources import DatasetSource, Generators
+
+    x = torch.arange(70.0).reshape(35, 2)
+
+    def batches(rank: int, world: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        source = DatasetSource(x, batch_size=8, val_fraction=0.3)
+        source.shard(rank, world)
+        gens = Generators(torch.Generator().manual_seed(4), torch.Generator().manual_seed(4))
+        source.start(gens)
+        return list(source.batches(None, gens)), source.validation_batches()
+
+    whole, whole_val = batches(0, 1)
+    parts = [batches(r, 3) for r in range(3)]
+    for k, batch in enumerate(whole):
+        mine = torch.cat([p[0][k] for p in parts])
+        assert sorted(mine[:, 0].tolist()) == sorted(batch[:, 0].tolist())
+    assert all(len(p[0]) == len(whole) for p in parts)  # every rank takes the same number of steps
+    assert [sum(len(p[1][k]) for p in parts) for k in range(len(whole_val))] == [len(b) for b in whole_val]
+    source = DatasetSource(x, batch_size=8)
+    source.shard(1, 3)
+    assert source.fingerprint()["processes"] == 3
+
+
+def test_flow_sample_shares_add_up_and_the_replay_buffer_refuses():
+    from boltzflow.errors import BoltzflowError
+    from boltzflow.training.sources import FlowSampleSource, ReplayBuffer
+
+    shares = []
+    for rank in range(4):
+        source = FlowSampleSource(ddp_worker.gaussian_energy, batch_size=10)
+        source.shard(rank, 4)
+        shares.append(source.local_batch)
+    assert shares == [3, 3, 2, 2]
+    with pytest.raises(BoltzflowError, match="cannot be split"):
+        ReplayBuffer(batch_size=4).shard(0, 2)
+    ReplayBuffer(batch_size=4).shard(0, 1)  # one process: nothing to split

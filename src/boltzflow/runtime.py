@@ -106,14 +106,14 @@ def resolve_device(name: object) -> torch.device:
 
 def _device_type(kind: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
-        try:
-            device = resolve_device(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err).removeprefix(f"--device {text}: ")) from None
-        if kind == "openmm" and device.type != "cpu":
+        if kind == "openmm" and text != "cpu":  # refused whatever torch sees: OpenMM does not run on torch devices
             raise argparse.ArgumentTypeError(
                 f"{text}: this command runs OpenMM, whose --platform (Reference or CPU) chooses where; OpenMM's "
                 "CUDA platform is not installed, so only --device cpu applies")
+        try:
+            resolve_device(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix(f"--device {text}: ")) from None
         return text
 
     parse.__name__ = "device"
