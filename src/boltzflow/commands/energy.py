@@ -13,6 +13,9 @@ OpenMM does for a System built for constrained MD. The energy is always evaluate
 
 Output (--out): an .npz with energy_kj (n,) kJ/mol, energy_kt (n,) in kT at --temperature, and with --forces
 forces_kj (n, n_atoms, 3) kJ/mol/nm. Nothing is written when anything fails.
+
+--device cuda runs the torch backend on the GPU (chunk by chunk); the OpenMM backend runs on its Reference platform
+and accepts only --device cpu.
 """
 
 from __future__ import annotations

@@ -30,6 +30,12 @@ skip decision collective.
 
 Never hanging: collectives time out after ``BOLTZFLOW_DIST_TIMEOUT`` seconds (default 600), a failing rank
 exits non-zero (torchrun then stops the others) and :func:`cleanup` runs at exit without a barrier.
+
+Limits: the replay buffer is not split (it refuses); samples a loss draws itself (the mixed loss's ``kl_batch``)
+are drawn on every rank, so their global count is ``N * kl_batch``; the extra per-step metrics a loss reports
+(``ctx.metrics``) are rank 0's own; a recipe's evaluation runs on every rank (the others write into a scratch
+folder), so only training is faster; and a wall-clock deadline (alanine-cartesian ``deadline_minutes``) is judged
+by each rank alone and must not be used under torchrun.
 """
 
 from __future__ import annotations
