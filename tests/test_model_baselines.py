@@ -29,6 +29,8 @@ def test_smoke_grid_summarises_seeds_and_adds_seeds_without_redoing_runs(tmp_pat
     assert summary["modes_covered"]["n"] == 2 and summary["seeds"] == [0, 1]
     assert json.loads((out / "results.json").read_text())["summary"] == res["summary"]
     assert "| gmm40 | reverse_kl | 2 |" in (out / "table.md").read_text()
+    direct = baselines.run(tmp_path / "direct", "gmm40", "reverse_kl", seed=1, scale="smoke", progress=False)
+    assert model_baselines.headline(direct) | {"wall_seconds": 0} == res["runs"][1] | {"wall_seconds": 0}
     first = (out / "runs" / "gmm40-reverse_kl-s0" / "results.json").stat().st_mtime_ns
     more = load_recipe("model-baselines", "smoke", ["methods=[\"reverse_kl\"]", "seeds=[0, 1, 2]"]).config
     res3 = model_baselines.run(out, more, progress=False, force=True)
