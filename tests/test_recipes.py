@@ -12,15 +12,18 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+import torch
 
 from boltzflow.cli import main
 from boltzflow.recipes import RUNNERS, dump_recipe, load_recipe, recipe_names, runner_module
 from boltzflow.recipes.schema import to_table
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "boltzflow"
-SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "fisher-rao", "two-particle", "two-particle-bg"]
+SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "fisher-rao", "model-baselines", "two-particle",
+           "two-particle-bg"]
 # a short-training override per recipe (the --print-config round trip)
-SHORT = {"alanine-dihedrals": "models.1.stages.0.epochs=3", "fisher-rao": "training.steps=3"}
+SHORT = {"alanine-dihedrals": "models.1.stages.0.epochs=3", "model-baselines": "targets.0.nll.epochs=3",
+         "fisher-rao": "training.steps=3"}
 
 
 def test_the_reproductions_are_shipped_recipes_with_quick_and_smoke_presets():
@@ -70,8 +73,8 @@ def test_run_file_writes_the_outputs_and_the_resolved_recipe(tmp_path, capsys):
 # --- bad input: exactly one stderr line, non-zero exit, nothing created or changed ---------------------------------
 
 # fields for which zero is a meaningful value (a weight, a count of optional extras, an offset)
-ZERO_OK = {"seed", "weight_decay", "val_fraction", "nll_weight", "kl_weight", "iw_weight", "force_weight", "lam",
-           "smooth_lam", "softcore_eps", "alpha_l_seed_runs", "alpha_l_seed_frames", "deadline_minutes",
+ZERO_OK = {"seed", "seeds", "weight_decay", "val_fraction", "nll_weight", "kl_weight", "iw_weight", "force_weight",
+           "lam", "smooth_lam", "softcore_eps", "alpha_l_seed_runs", "alpha_l_seed_frames", "deadline_minutes",
            "model_metrics_n", "trajectory_fraction"}
 
 
@@ -202,7 +205,8 @@ def test_bad_set_values_for_every_numeric_field_are_one_line_and_create_nothing(
         (["reproduce", "two-particle", "--set", "only_case=bogus", "--out", "{out}"], "only_case 'bogus' is not"),
         (["reproduce", "two-particle", "--seed", "-1", "--out", "{out}"], "--seed must be >= 0"),
         (["reproduce", "two-particle"], "--out is required"),
-        (["reproduce", "two-particle", "--device", "cuda", "--out", "{out}"], "runs on the CPU only"),
+        (["reproduce", "two-particle", "--device", "cuda", "--out", "{out}"],  # argparse checks CUDA first
+         "runs on the CPU only" if torch.cuda.is_available() else "CUDA is not available"),
         (["run", "{missing}", "--out", "{out}"], "no recipe"),
         (["run", "{tmp}", "--out", "{out}"], "is a folder"),
     ],
@@ -370,7 +374,7 @@ def test_recipe_configs_are_dataclasses_with_validated_numbers():
     for name in SHIPPED:
         cfg = load_recipe(name, "smoke").config
         assert dataclasses.is_dataclass(cfg)
-        stage = cfg.training if name == "fisher-rao" else cfg.stages[0] if hasattr(cfg, "stages") else \
-            cfg.models[0].stages[0]
+        stage = (cfg.training if name == "fisher-rao" else cfg.stages[0] if hasattr(cfg, "stages")
+                 else cfg.targets[0].nll if hasattr(cfg, "targets") else cfg.models[0].stages[0])
         with pytest.raises(ValueError):
             dataclasses.replace(stage, lr=-1.0)

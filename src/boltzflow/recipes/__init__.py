@@ -45,6 +45,7 @@ RUNNERS: dict[str, str] = {
     "two-particle-bg": "boltzflow.experiments.two_particle_bg",
     "alanine-bg": "boltzflow.experiments.alanine_bg",
     "fisher-rao": "boltzflow.experiments.fisher_rao",  # paper 003: learned Boltzmann curves (issue 16)
+    "model-baselines": "boltzflow.experiments.model_baselines",
     "bg": "boltzflow.experiments.bg",  # any registered system with an exact sampler or sample reference
 }
 
