@@ -85,10 +85,12 @@ def teleport_summary(
         axes[0].plot(times, linear[m], color=color, label=f"exact 1-D, linear, m={m:g}")
         axes[0].plot(times, ou[m], color=color, ls="--", label=f"exact 1-D, OU, m={m:g}")
     axes[0].set_title(r"exact: $N(0,1) \to 0.8N(0,1)+0.2N(m,1)$", fontsize=9)
+    palette, colors = ["tab:green", "tab:purple", "tab:brown", "black", "tab:pink", "tab:gray"], {}
     for ax, (title, curves) in zip(axes[1:], panels, strict=True):
         for label, (t, mean, sd) in curves.items():
-            (line,) = ax.plot(t, mean, label=label)
-            ax.fill_between(t, np.maximum(mean - sd, 1e-12), mean + sd, alpha=0.25, color=line.get_color())
+            color = colors.setdefault(label, palette[len(colors) % len(palette)])  # one colour per label
+            ax.plot(t, mean, label=label, color=color)
+            ax.fill_between(t, np.maximum(mean - sd, 1e-12), mean + sd, alpha=0.25, color=color)
         ax.set_title(title, fontsize=9)
     for ax in axes:
         ax.set_yscale("log")
