@@ -24,5 +24,5 @@ echo "$CELLS" | xargs -P "$JOBS" -I{} bash -c 'echo "$(date -u +%T) start {} loa
   echo "$(date -u +%T) end {} rc=$?"'
 [ "${AGG:-1}" = 0 ] && exit 0  # AGG=0: cells only (aggregate by hand once every cell is done)
 echo "$(date -u +%T) cells done; aggregate"
-nice -n 10 "$PY" -m boltzflow.cli reproduce fisher-rao --full $SETS --out "$OUT"
+nice -n 10 "$PY" -m boltzflow.cli reproduce fisher-rao --full $SETS --out "$OUT" --force  # --force: runs/ is kept
 echo "$(date -u +%T) done load $(cut -d' ' -f1-3 /proc/loadavg)"
