@@ -130,7 +130,7 @@ def baoab_step(state: MDState, potential: Potential, masses: Tensor, dt: float, 
 
 def run(potential: Potential, state: MDState, masses: Tensor, dt: float, n_steps: int, save_every: int = 1,
         friction: float = 0.0, kt: float | None = None, generator: torch.Generator | None = None,
-        t0: float = 0.0) -> Trajectory:
+        t0: float = 0.0, stop_on_nonfinite: bool = True) -> Trajectory:
     """Integrate ``n_steps`` steps: velocity Verlet (NVE) when ``friction`` is 0, BAOAB Langevin otherwise.
 
     Args:
@@ -142,6 +142,8 @@ def run(potential: Potential, state: MDState, masses: Tensor, dt: float, n_steps
         kt: thermal energy (needed with friction).
         generator: noise source for Langevin.
         t0: time of the start.
+        stop_on_nonfinite: raise when a saved frame is not finite; False lets such replicas run on as NaN (the
+            replicas are independent, so the others are unaffected), to record which runs fell apart.
 
     Raises:
         BoltzflowError: the positions or energies became non-finite (names the step; reduce dt).
@@ -158,7 +160,7 @@ def run(potential: Potential, state: MDState, masses: Tensor, dt: float, n_steps
         else:
             state = verlet_step(state, potential, masses, dt)
         if k % save_every == 0:
-            if not (torch.isfinite(state.x).all() and torch.isfinite(state.u).all()):
+            if stop_on_nonfinite and not (torch.isfinite(state.x).all() and torch.isfinite(state.u).all()):
                 raise BoltzflowError(f"dynamics became non-finite by step {k} (t = {t0 + k * dt:g}); reduce the "
                                      f"time step (now {dt:g})")
             frames.append((state.x, state.u, kinetic_energy(state.v, masses), t0 + k * dt))
@@ -168,7 +170,7 @@ def run(potential: Potential, state: MDState, masses: Tensor, dt: float, n_steps
 
 def equilibrated_run(potential: Potential, x0: Tensor, masses: Tensor, kt: float, dt: float, n_equilibrate: int,
                      n_steps: int, save_every: int = 1, friction: float = 0.0, equilibrate_friction: float = 10.0,
-                     generator: torch.Generator | None = None) -> Trajectory:
+                     generator: torch.Generator | None = None, stop_on_nonfinite: bool = True) -> Trajectory:
     """Paper 004 §6.5's protocol: Maxwell-Boltzmann velocities at ``kt``, ``n_equilibrate`` Langevin steps at
     ``equilibrate_friction``, then ``n_steps`` at ``friction`` (0: NVE) saved every ``save_every`` steps.
 
@@ -182,8 +184,9 @@ def equilibrated_run(potential: Potential, x0: Tensor, masses: Tensor, kt: float
     state = init_state(potential, x0, maxwell_boltzmann(masses, kt, x0, generator))
     if n_equilibrate > 0:
         state = run(potential, state, masses, dt, n_equilibrate, n_equilibrate, equilibrate_friction, kt,
-                    generator).final
-    return run(potential, state, masses, dt, n_steps, save_every, friction, kt, generator, t0=n_equilibrate * dt)
+                    generator, stop_on_nonfinite=stop_on_nonfinite).final
+    return run(potential, state, masses, dt, n_steps, save_every, friction, kt, generator, t0=n_equilibrate * dt,
+               stop_on_nonfinite=stop_on_nonfinite)
 
 
 __all__ = ["MDState", "Potential", "Trajectory", "autograd_potential", "baoab_step", "equilibrated_run",
