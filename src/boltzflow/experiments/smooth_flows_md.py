@@ -60,7 +60,8 @@ def _nve(potential: Any, x0: Tensor, masses: Tensor, kt: float, md: Any, gen: to
     sd = np.where(finite, total.std(0) / n_dof, np.nan)
     return {"sd_per_dof_kj": _json(sd), "max_sd_per_dof_kj": float(np.max(sd)) if finite.all() else None,
             "drift_kj": _json(total[-1] - total[0]), "diverged": int((~finite).sum()),
-            "n_dof": n_dof, "time_ps": traj.time.numpy().tolist(), "total_kj": [_json(r) for r in (total - total[:1]).T]}
+            "n_dof": n_dof, "time_ps": traj.time.numpy().tolist(),
+            "total_kj": [_json(r) for r in (total - total[:1]).T]}
 
 
 def _json(a: np.ndarray) -> list[float | None]:
@@ -122,7 +123,9 @@ def _figure(path: Path, result: dict[str, Any], names: list[str]) -> None:
         r = result[name]
         t = np.asarray(r["time_ps"])
         for k, row in enumerate(r["total_kj"]):
-            ax.plot(t, np.asarray(row, dtype=np.float64), color="black" if k == 0 else "0.7", lw=1.0 if k == 0 else 0.6, zorder=2 if k == 0 else 1)
+            first = k == 0  # one run highlighted, as in paper 004 Fig. 4
+            ax.plot(t, np.asarray(row, dtype=np.float64), color="black" if first else "0.7", lw=1.0 if first else 0.6,
+                    zorder=2 if first else 1)
         ax.set(title=f"{name}: {r['diverged']} of {len(r['total_kj'])} diverged", xlabel="t / ps",
                ylabel="E_tot - E_tot(0) / kJ/mol")
     fig.tight_layout()
