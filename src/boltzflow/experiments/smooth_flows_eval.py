@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from boltzflow.errors import BoltzflowError
 from boltzflow.eval.weights import ess_fraction
 from boltzflow.training.energy_fit import bg_samples
 from boltzflow.training.force_matching import force_matching_error
@@ -50,8 +51,11 @@ def score_run(flow: Any, system: Any, test: tuple[Tensor, Tensor], scoring: Any,
     with torch.no_grad():
         nll = -float(torch.cat([flow.log_prob(c) for c in x.split(scoring.chunk_size)]).mean())
     fm = force_matching_error(flow, x, f, scoring.chunk_size)
-    draw = bg_samples(flow, system.flat_energy(), scoring.n_ess, torch.Generator().manual_seed(seed),
-                      chunk_size=scoring.chunk_size)
+    try:
+        draw = bg_samples(flow, system.flat_energy(), scoring.n_ess, torch.Generator().manual_seed(seed),
+                          chunk_size=scoring.chunk_size)
+    except (ValueError, BoltzflowError) as err:  # e.g. NaN samples of a diverged flow, refused by the energy
+        return {"nll": nll, "fme": fm.fme, "force_rmse": fm.rmse, "failed": True, "error": " ".join(str(err).split())}
     kl_terms = -draw.log_w[: scoring.n_kld]
     finite = torch.isfinite(kl_terms)
     out: dict[str, Any] = {

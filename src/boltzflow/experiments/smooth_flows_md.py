@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from boltzflow.errors import BoltzflowError
 from boltzflow.eval.wasserstein import w2_with_floor
 from boltzflow.samplers.dynamics import equilibrated_run
 from boltzflow.samplers.flow_potential import BOLTZMANN_KJ_PER_MOL_K, FlowPotential
@@ -106,8 +107,11 @@ def md_study(out: Path, system: Any, keep: dict[tuple[str, float, float], Any], 
         if where is not None:
             result[name].update(checkpoint=where[0], cell=list(where[1]))
     if "smooth" in flows:
-        result["langevin_w2_smooth"] = _langevin_w2(flows["smooth"][0], system, x0, masses, kt, md,
-                                                    torch.Generator().manual_seed(seed + 1))
+        try:
+            result["langevin_w2_smooth"] = _langevin_w2(flows["smooth"][0], system, x0, masses, kt, md,
+                                                        torch.Generator().manual_seed(seed + 1))
+        except BoltzflowError as err:  # the Langevin run fell apart: say so instead of losing the whole study
+            result["langevin_w2_smooth"] = {"error": " ".join(str(err).split())}
     _figure(out / "figures" / "nve_energy.png", result, [k for k in potentials])
     return result
 
