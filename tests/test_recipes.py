@@ -18,8 +18,8 @@ from boltzflow.recipes import RUNNERS, dump_recipe, load_recipe, recipe_names, r
 from boltzflow.recipes.schema import to_table
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "boltzflow"
-SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "smooth-flows", "two-particle", "two-particle-bg"]
-EPOCHS_KEY = {"alanine-dihedrals": "models.1.stages.0.epochs", "smooth-flows": "training.epochs"}  # else stages.0
+SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "model-baselines", "smooth-flows", "two-particle",
+           "two-particle-bg"]
 
 
 def test_the_shipped_reproductions_are_recipes_with_quick_and_smoke_presets():
@@ -32,12 +32,13 @@ def test_the_shipped_reproductions_are_recipes_with_quick_and_smoke_presets():
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_print_config_fed_to_run_gives_the_same_config(name, tmp_path, capsys):
-    epochs = f"{EPOCHS_KEY.get(name, 'stages.0.epochs')}=3"
-    assert main(["reproduce", name, "--quick", "--set", epochs, "--print-config"]) == 0
+    epochs = {"alanine-dihedrals": "models.1.stages.0.epochs=3", "model-baselines": "targets.0.nll.epochs=3",
+              "smooth-flows": "training.epochs=3"}
+    assert main(["reproduce", name, "--quick", "--set", epochs.get(name, "stages.0.epochs=3"), "--print-config"]) == 0
     printed = capsys.readouterr().out
     copy = tmp_path / "mine.toml"
     copy.write_text(printed)
-    assert load_recipe(str(copy)).config == load_recipe(name, "quick", [epochs]).config
+    assert load_recipe(str(copy)).config == load_recipe(name, "quick", [epochs.get(name, "stages.0.epochs=3")]).config
     assert main(["run", str(copy), "--print-config"]) == 0
     again = capsys.readouterr().out
     assert again.splitlines()[1:] == printed.splitlines()[1:]  # only the "# resolved from" line differs
@@ -69,8 +70,8 @@ def test_run_file_writes_the_outputs_and_the_resolved_recipe(tmp_path, capsys):
 # --- bad input: exactly one stderr line, non-zero exit, nothing created or changed ---------------------------------
 
 # fields for which zero is a meaningful value (a weight, a count of optional extras, an offset)
-ZERO_OK = {"seed", "weight_decay", "val_fraction", "nll_weight", "kl_weight", "iw_weight", "force_weight", "lam",
-           "smooth_lam", "softcore_eps", "alpha_l_seed_runs", "alpha_l_seed_frames", "deadline_minutes",
+ZERO_OK = {"seed", "seeds", "weight_decay", "val_fraction", "nll_weight", "kl_weight", "iw_weight", "force_weight",
+           "lam", "smooth_lam", "softcore_eps", "alpha_l_seed_runs", "alpha_l_seed_frames", "deadline_minutes",
            "model_metrics_n", "kl_weights", "force_weights", "equilibrate_ps", "langevin_ps", "n_saved"}
 
 
@@ -369,6 +370,7 @@ def test_recipe_configs_are_dataclasses_with_validated_numbers():
     for name in SHIPPED:
         cfg = load_recipe(name, "smoke").config
         assert dataclasses.is_dataclass(cfg)
+        stage = (cfg.stages[0] if hasattr(cfg, "stages") else cfg.targets[0].nll if hasattr(cfg, "targets")
+                 else cfg.training if hasattr(cfg, "training") else cfg.models[0].stages[0])
         with pytest.raises(ValueError):
-            stage = cfg.stages[0] if hasattr(cfg, "stages") else getattr(cfg, "training", None)
-            dataclasses.replace(stage if stage is not None else cfg.models[0].stages[0], lr=-1.0)
+            dataclasses.replace(stage, lr=-1.0)
