@@ -17,7 +17,6 @@ Shipped models (``boltzflow/data/<name>.safetensors``) are found by name: :func:
 from __future__ import annotations
 
 import sys
-import zipfile
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -30,6 +29,7 @@ from boltzflow.flows.flow import Flow
 from boltzflow.flows.spec import build_flow
 from boltzflow.io import check_input_file, read_safetensors, save_safetensors
 from boltzflow.training.config import TrainConfig
+from boltzflow.training.file_format import is_pickle
 from boltzflow.training.sources import Generators, Source
 
 FORMAT = "boltzflow-checkpoint"
@@ -69,7 +69,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         BoltzflowError: missing, unreadable, an old pickle checkpoint, or not a boltzflow checkpoint.
     """
     path = check_input_file(path, "checkpoint")
-    if _is_pickle(path):
+    if is_pickle(path):
         raise BoltzflowError(
             f"{path} is an old pickle checkpoint (format v1), which boltzflow no longer loads because unpickling "
             f"can run code; if you trust the file, convert it with: python -m boltzflow.training.checkpoint "
@@ -124,10 +124,13 @@ def load_flow(path: str | Path, which: str = "best") -> tuple[Flow, dict[str, An
 
 
 def save_training_state(path: Path, flow: Flow, opt: torch.optim.Optimizer, gens: Generators, source: Source,
-                        cfg: TrainConfig, stage: str, state: dict[str, Any], extra: dict[str, Any]) -> None:
+                        cfg: TrainConfig, stage: str, state: dict[str, Any], extra: dict[str, Any],
+                        other_ranks: dict[str, torch.Tensor] | None = None) -> None:
     """Checkpoint a training stage: weights, optimiser, the loop's generators (and the global one it forked),
-    the source's state and fingerprint, the config and the loop's progress (``state``)."""
-    rng = {"shuffle": gens.shuffle.get_state(), "samples": gens.samples.get_state(), "global": torch.get_rng_state()}
+    the source's state and fingerprint, the config and the loop's progress (``state``); in data-parallel
+    training also the other ranks' generator states (``other_ranks``: ``"samples@R"``, ``"global@R"``)."""
+    rng = {"shuffle": gens.shuffle.get_state(), "samples": gens.samples.get_state(), "global": torch.get_rng_state(),
+           **(other_ranks or {})}
     save_checkpoint(path, {
         **extra, "stage": stage, "train_config": asdict(cfg), "data_fingerprint": source.fingerprint(),
         "model": flow.state_dict(), "optimizer": opt.state_dict(), "rng": rng, "source": source.state_dict(),
@@ -145,7 +148,7 @@ def restore_training_state(path: Path, flow: Flow, opt: torch.optim.Optimizer, g
     """
     ckpt = read_checkpoint(path)
     saved = ckpt.get("train_config")
-    if saved is None or ckpt["optimizer"] is None or set(ckpt["rng"]) != {"shuffle", "samples", "global"}:
+    if saved is None or ckpt["optimizer"] is None or not {"shuffle", "samples", "global"} <= set(ckpt["rng"]):
         raise BoltzflowError(f"{path} holds no training state to resume from; use a new output folder")
     if flow_spec is not None and ckpt.get("flow_spec") != flow_spec:
         raise BoltzflowError(f"checkpoint {path} holds a different flow architecture; use a new output folder")
@@ -200,34 +203,6 @@ def resolve_checkpoint(spec: str | Path) -> Path:
         return shipped[str(spec)]
     names = ", ".join(sorted(shipped)) or "none"
     raise BoltzflowError(f"checkpoint not found: {p} (it is no file, nor a shipped model: {names})")
-
-
-def _is_pickle(path: Path) -> bool:
-    """True for a raw pickle or a ``torch.save`` zip archive (one holding a ``data.pkl``); nothing is unpickled."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-        f.seek(0)
-        first = f.read(9)
-    if _looks_like_safetensors(path, first):
-        return False
-    if head.startswith(b"\x80"):
-        return True
-    if head != b"PK\x03\x04":
-        return False
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(name.endswith("data.pkl") for name in z.namelist())
-    except zipfile.BadZipFile:
-        return False
-
-
-def _looks_like_safetensors(path: Path, first: bytes) -> bool:
-    """True when ``first`` (the file's first 9 bytes) is a safetensors header: a little-endian u64 length that
-    fits in the file, then ``{``. Checked before the pickle magic because a header length whose low byte is
-    0x80 starts with the pickle protocol byte."""
-    if len(first) < 9 or first[8:9] != b"{":
-        return False
-    return 8 + int.from_bytes(first[:8], "little") <= path.stat().st_size
 
 
 def _flatten_optimizer(state_dict: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:

@@ -17,14 +17,17 @@ state the loop used before it owned its generators, so older runs are reproduced
 :func:`fit` is the data-tensor front end: a :class:`~boltzflow.training.sources.DatasetSource` with
 ``cfg.batch_size`` and ``cfg.val_fraction``, best epoch by validation loss, a progress bar and, beside the
 checkpoint, ``metrics.jsonl``.
+
+Under torchrun (:mod:`boltzflow.training.distributed`) the same loop trains data-parallel: each rank takes its part
+of every global batch, gradients are averaged over the ranks after backward, every rank takes the same step, the
+sample generators get per-rank seeds and rank 0 alone writes checkpoints and logs. One process runs as before.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -33,13 +36,12 @@ from torch import Tensor
 
 from boltzflow.errors import BoltzflowError
 from boltzflow.flows.flow import Flow
-from boltzflow.training.checkpoint import restore_training_state, save_training_state
+from boltzflow.training import distributed
+from boltzflow.training.checkpoint import read_checkpoint, restore_training_state, save_training_state
 from boltzflow.training.config import TrainConfig
-from boltzflow.training.losses import StepContext, call_loss
 from boltzflow.training.reporters import MetricsLog, ProgressBar, Reporter, StageInfo
-from boltzflow.training.sources import DatasetSource, Generators, Source, batch_length
-
-LossFn = Callable[..., Tensor]
+from boltzflow.training.sources import DatasetSource, Generators, Source
+from boltzflow.training.stage_run import LossFn, StageRun, lr_factor
 
 
 class FitResult(NamedTuple):
@@ -63,17 +65,6 @@ class FitResult(NamedTuple):
     def train_seconds(self) -> float:
         """Training time summed over every epoch, across resumed runs."""
         return float(sum(h["seconds"] for h in self.history))
-
-
-def lr_factor(cfg: TrainConfig, epoch: int) -> float:
-    """Learning-rate multiplier at the start of ``epoch`` (0-based)."""
-    if cfg.lr_schedule == "constant":
-        return 1.0
-    if cfg.lr_schedule == "step":
-        return 0.5 ** (4 * epoch // max(cfg.epochs, 1))
-    progress = epoch / max(cfg.epochs - 1, 1)
-    f = cfg.lr_final_fraction
-    return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def fit(
@@ -146,25 +137,40 @@ def train(
     if not params:
         raise ValueError("the flow has no parameters to train")
     device = params[0].device
+    ranks = distributed.active()
+    own_seed = cfg.seed
+    if ranks is not None:  # data-parallel: rank 0's weights and checkpoint path, this rank's share of the batches
+        distributed.broadcast_module(flow)
+        source.shard(ranks.rank, ranks.world_size)
+        path = None if path is None else Path(distributed.broadcast_object(str(path)))
+        reporters = reporters if ranks.is_main else ()
+        own_seed = distributed.rank_seed(cfg.seed, ranks.rank)
     gens = Generators(torch.Generator().manual_seed(cfg.seed),
-                      torch.Generator(device=device).manual_seed(cfg.seed))
+                      torch.Generator(device=device).manual_seed(own_seed))
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
-        torch.set_rng_state(torch.Generator().manual_seed(cfg.seed).get_state())  # for context-free losses
+        torch.set_rng_state(torch.Generator().manual_seed(own_seed).get_state())  # for context-free losses
         source.start(gens)
         state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best_val": math.inf, "best_epoch": -1,
                                  "skipped": 0, "best_model": None}
-        if path is not None and path.exists():
+        resume = path is not None and path.exists()
+        if ranks is not None:
+            resume = distributed.broadcast_object(resume)
+        if resume:
             state = restore_training_state(path, flow, opt, gens, source, cfg, extra.get("flow_spec"))
-        run = _Run(flow, loss_fn, source, cfg, opt, gens, stage, list(reporters))
+            if ranks is not None:
+                distributed.restore_states(read_checkpoint(path)["rng"], _rank_generators(gens), ranks.rank, path)
+        run = StageRun(flow, loss_fn, source, cfg, opt, gens, stage, list(reporters), ranks)
         for r in run.reporters:
             r.start(StageInfo(stage, state["epoch"], state["step"], cfg.epochs))
         try:
             for epoch in range(state["epoch"], cfg.epochs):
                 run.epoch(epoch, state)
                 if path is not None and (state["epoch"] % cfg.checkpoint_every == 0 or state["epoch"] == cfg.epochs):
-                    save_training_state(path, flow, opt, gens, source, cfg, stage, state, extra)
+                    others = None if ranks is None else distributed.gather_states(_rank_generators(gens))
+                    if ranks is None or ranks.is_main:
+                        save_training_state(path, flow, opt, gens, source, cfg, stage, state, extra, others)
         finally:
             for r in run.reporters:
                 r.close()
@@ -179,79 +185,9 @@ def train(
                      time.perf_counter() - t0)
 
 
-class _Run:
-    """The pieces of one stage, and one epoch of it."""
+def _rank_generators(gens: Generators) -> dict[str, torch.Generator | None]:
+    """The streams that differ between ranks (None: the forked global generator)."""
+    return {"samples": gens.samples, "global": None}
 
-    def __init__(self, flow: Flow, loss_fn: LossFn, source: Source, cfg: TrainConfig, opt: torch.optim.Optimizer,
-                 gens: Generators, stage: str, reporters: list[Reporter]) -> None:
-        self.flow, self.loss_fn, self.source, self.cfg, self.opt = flow, loss_fn, source, cfg, opt
-        self.gens, self.stage, self.reporters = gens, stage, reporters
 
-    def epoch(self, epoch: int, state: dict[str, Any]) -> None:
-        """Train one epoch, score it, keep the best weights, report; updates ``state`` in place."""
-        lr = self.cfg.lr * lr_factor(self.cfg, epoch)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        t = time.perf_counter()
-        total, count, steps, skipped = 0.0, 0, 0, 0
-        self.flow.train()
-        for batch in self.source.batches(self.flow, self.gens):
-            record = self.step(batch, StepContext(state["step"], epoch, self.stage, self.gens.samples, {}), lr)
-            state["step"] += 1
-            steps += 1
-            if record["skipped"]:
-                skipped += 1
-            else:
-                total += record["loss"] * batch_length(batch)
-                count += batch_length(batch)
-        if steps and skipped == steps:
-            raise BoltzflowError(
-                f"stage {self.stage!r}: all {steps} steps of epoch {epoch} were skipped (non-finite loss or "
-                f"gradient); lower the learning rate (lr={self.cfg.lr:g}) or check the data and the energy"
-            )
-        train_loss = total / count if count else math.nan
-        val_batches = self.source.validation_batches()
-        val_loss = self.validate(val_batches, epoch, state["step"]) if val_batches else train_loss
-        state["skipped"] += skipped
-        summary = {"stage": self.stage, "epoch": epoch, "step": state["step"], "train_loss": train_loss,
-                   "val_loss": val_loss, "lr": lr, "steps": steps, "skipped_steps": skipped,
-                   "seconds": time.perf_counter() - t}
-        state["history"].append({k: v for k, v in summary.items() if k not in ("stage", "step")})
-        if not self.source.keep_best:
-            state.update(best_val=val_loss, best_epoch=epoch)
-        elif math.isfinite(val_loss) and val_loss < state["best_val"]:
-            state.update(best_val=val_loss, best_epoch=epoch, best_model=copy.deepcopy(self.flow.state_dict()))
-        state["epoch"] = epoch + 1
-        for r in self.reporters:
-            r.epoch(summary)
-
-    def step(self, batch: Any, ctx: StepContext, lr: float) -> dict[str, Any]:
-        """One optimiser step (skipped, with the gradient dropped, when the loss or its gradient is not finite)."""
-        loss = call_loss(self.loss_fn, self.flow, batch, ctx)
-        record = {"stage": ctx.stage, "epoch": ctx.epoch, "step": ctx.step, "loss": float(loss.detach()), "lr": lr,
-                  "grad_norm": math.nan, "skipped": True, **ctx.metrics}
-        if torch.isfinite(loss):  # guard: a non-finite loss never reaches the weights
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.flow.parameters(), max_norm)
-            record["grad_norm"] = float(grad_norm)
-            if torch.isfinite(grad_norm):
-                self.opt.step()
-                record["skipped"] = False
-            else:
-                self.opt.zero_grad(set_to_none=True)
-        for r in self.reporters:
-            r.step(record)
-        return record
-
-    @torch.no_grad()
-    def validate(self, batches: list[Any], epoch: int, step: int) -> float:
-        """Row-weighted mean loss over the validation batches, in eval mode."""
-        self.flow.eval()
-        total, count = 0.0, 0
-        for batch in batches:
-            ctx = StepContext(step, epoch, self.stage, self.gens.samples, {})
-            total += float(call_loss(self.loss_fn, self.flow, batch, ctx)) * batch_length(batch)
-            count += batch_length(batch)
-        return total / count
+__all__ = ["FitResult", "LossFn", "fit", "lr_factor", "train"]
