@@ -19,14 +19,14 @@ from boltzflow.recipes import RUNNERS, dump_recipe, load_recipe, recipe_names, r
 from boltzflow.recipes.schema import to_table
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "boltzflow"
-SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "fisher-rao", "model-baselines", "two-particle",
-           "two-particle-bg"]
+SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "fisher-rao", "model-baselines", "smooth-flows",
+           "two-particle", "two-particle-bg"]
 # a short-training override per recipe (the --print-config round trip)
 SHORT = {"alanine-dihedrals": "models.1.stages.0.epochs=3", "model-baselines": "targets.0.nll.epochs=3",
-         "fisher-rao": "training.steps=3"}
+         "fisher-rao": "training.steps=3", "smooth-flows": "training.epochs=3"}
 
 
-def test_the_reproductions_are_shipped_recipes_with_quick_and_smoke_presets():
+def test_the_shipped_reproductions_are_recipes_with_quick_and_smoke_presets():
     assert recipe_names() == SHIPPED and sorted(RUNNERS) == sorted([*SHIPPED, "bg"])
     for name in SHIPPED:
         full, quick, smoke = (load_recipe(name, s).config for s in ("full", "quick", "smoke"))
@@ -75,7 +75,8 @@ def test_run_file_writes_the_outputs_and_the_resolved_recipe(tmp_path, capsys):
 # fields for which zero is a meaningful value (a weight, a count of optional extras, an offset)
 ZERO_OK = {"seed", "seeds", "weight_decay", "val_fraction", "nll_weight", "kl_weight", "iw_weight", "force_weight",
            "lam", "smooth_lam", "softcore_eps", "alpha_l_seed_runs", "alpha_l_seed_frames", "deadline_minutes",
-           "model_metrics_n", "trajectory_fraction"}
+           "model_metrics_n", "trajectory_fraction", "kl_weights", "force_weights", "equilibrate_ps", "langevin_ps",
+           "n_saved"}
 
 
 def numeric_fields(table: dict, prefix: tuple = ()) -> list[tuple]:
@@ -375,6 +376,7 @@ def test_recipe_configs_are_dataclasses_with_validated_numbers():
         cfg = load_recipe(name, "smoke").config
         assert dataclasses.is_dataclass(cfg)
         stage = (cfg.training if name == "fisher-rao" else cfg.stages[0] if hasattr(cfg, "stages")
-                 else cfg.targets[0].nll if hasattr(cfg, "targets") else cfg.models[0].stages[0])
+                 else cfg.targets[0].nll if hasattr(cfg, "targets") else cfg.training if hasattr(cfg, "training")
+                 else cfg.models[0].stages[0])
         with pytest.raises(ValueError):
             dataclasses.replace(stage, lr=-1.0)

@@ -47,6 +47,7 @@ RUNNERS: dict[str, str] = {
     "fisher-rao": "boltzflow.experiments.fisher_rao",  # paper 003: learned Boltzmann curves (issue 16)
     "model-baselines": "boltzflow.experiments.model_baselines",
     "bg": "boltzflow.experiments.bg",  # any registered system with an exact sampler or sample reference
+    "smooth-flows": "boltzflow.experiments.smooth_flows",
 }
 
 
