@@ -45,6 +45,7 @@ RUNNERS: dict[str, str] = {
     "two-particle-bg": "boltzflow.experiments.two_particle_bg",
     "alanine-bg": "boltzflow.experiments.alanine_bg",
     "bg": "boltzflow.experiments.bg",  # any registered system with an exact sampler or sample reference
+    "cmt": "boltzflow.experiments.cmt",  # CMT and its baselines at one energy budget (cmt-* recipes)
 }
 
 
