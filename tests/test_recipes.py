@@ -18,26 +18,32 @@ from boltzflow.recipes import RUNNERS, dump_recipe, load_recipe, recipe_names, r
 from boltzflow.recipes.schema import to_table
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "boltzflow"
-SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "two-particle", "two-particle-bg"]
+SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "cmt-alanine", "cmt-gmm40", "cmt-manywell32",
+           "cmt-tetrapeptide", "two-particle", "two-particle-bg"]
+SHARED_RUNNERS = {"cmt"}  # runners with several recipes: only one of them can be the runner's default config
 
 
 def test_the_five_reproductions_are_shipped_recipes_with_quick_and_smoke_presets():
-    assert recipe_names() == SHIPPED and sorted(RUNNERS) == sorted([*SHIPPED, "bg"])
+    assert recipe_names() == SHIPPED
+    assert sorted(RUNNERS) == sorted({load_recipe(n).runner for n in SHIPPED} | {"bg"})
     for name in SHIPPED:
+        recipe = load_recipe(name)
         full, quick, smoke = (load_recipe(name, s).config for s in ("full", "quick", "smoke"))
-        assert full != quick != smoke and full == type(full)()  # the file's full scale is the runner's default
-        assert not hasattr(runner_module(name), "scale")  # no scale() ladders left: presets live in the TOML
+        assert full != quick != smoke
+        if recipe.runner not in SHARED_RUNNERS:
+            assert full == type(full)()  # the file's full scale is the runner's default
+        assert not hasattr(runner_module(recipe.runner), "scale")  # no scale() ladders: presets live in the TOML
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_print_config_fed_to_run_gives_the_same_config(name, tmp_path, capsys):
-    assert main(["reproduce", name, "--quick", "--set", "stages.0.epochs=3" if name != "alanine-dihedrals"
-                 else "models.1.stages.0.epochs=3", "--print-config"]) == 0
+    override = {"alanine-dihedrals": "models.1.stages.0.epochs=3"}.get(
+        name, "cmt.fit.steps=3" if name.startswith("cmt-") else "stages.0.epochs=3")
+    assert main(["reproduce", name, "--quick", "--set", override, "--print-config"]) == 0
     printed = capsys.readouterr().out
     copy = tmp_path / "mine.toml"
     copy.write_text(printed)
-    assert load_recipe(str(copy)).config == load_recipe(name, "quick", [
-        "stages.0.epochs=3" if name != "alanine-dihedrals" else "models.1.stages.0.epochs=3"]).config
+    assert load_recipe(str(copy)).config == load_recipe(name, "quick", [override]).config
     assert main(["run", str(copy), "--print-config"]) == 0
     again = capsys.readouterr().out
     assert again.splitlines()[1:] == printed.splitlines()[1:]  # only the "# resolved from" line differs
@@ -71,7 +77,7 @@ def test_run_file_writes_the_outputs_and_the_resolved_recipe(tmp_path, capsys):
 # fields for which zero is a meaningful value (a weight, a count of optional extras, an offset)
 ZERO_OK = {"seed", "weight_decay", "val_fraction", "nll_weight", "kl_weight", "iw_weight", "force_weight", "lam",
            "smooth_lam", "softcore_eps", "alpha_l_seed_runs", "alpha_l_seed_frames", "deadline_minutes",
-           "model_metrics_n"}
+           "model_metrics_n", "n_final"}
 
 
 def numeric_fields(table: dict, prefix: tuple = ()) -> list[tuple]:
@@ -370,4 +376,7 @@ def test_recipe_configs_are_dataclasses_with_validated_numbers():
         cfg = load_recipe(name, "smoke").config
         assert dataclasses.is_dataclass(cfg)
         with pytest.raises(ValueError):
-            dataclasses.replace(cfg.stages[0] if hasattr(cfg, "stages") else cfg.models[0].stages[0], lr=-1.0)
+            if hasattr(cfg, "cmt"):
+                dataclasses.replace(cfg.reverse_kl, lr=-1.0)
+            else:
+                dataclasses.replace(cfg.stages[0] if hasattr(cfg, "stages") else cfg.models[0].stages[0], lr=-1.0)

@@ -110,7 +110,8 @@ def _pm(v: dict[str, Any], scale: float = 1.0, fmt: str = ".2f") -> str:
 def _row(system: Any, s: dict[str, Any]) -> list[str]:
     ev = s["evaluation"]
     eubo = f"{ev['eubo']:.3f}" if "eubo" in ev else "–"
-    row = [LABELS[s["method"]], f"{s['evals']:.3g}", eubo, _pm(ev["ess_fraction"], 100), _pm(ev["ess_fraction_clipped"], 100)]
+    row = [LABELS[s["method"]], f"{s['evals']:.3g}", eubo, _pm(ev["ess_fraction"], 100),
+           _pm(ev["ess_fraction_clipped"], 100)]
     if "ramachandran_tv" in ev:
         row.append(f"{ev['ramachandran_tv']:.3e}")
     if "log_z" in ev:
