@@ -153,6 +153,12 @@ def test_tiny_run_writes_all_outputs(tmp_path):
         assert (out / "checkpoints" / f"{name}.pt").exists() or name == "nll_reject"
     data_row = on_disk["models"][0]
     assert math.isfinite(data_row["lj_mean"]) and data_row["energy_frac_above_data_max"] == 0.0
+    for row in on_disk["models"]:  # the one evaluation, on samples without weights
+        ev = row["evaluation"]
+        assert ev["weighted"] is False and "ess_fraction" not in ev and ev["n_draws"] == 4
+        pops = {k: v["mean"] for k, v in ev["populations"].items()}
+        assert pops == pytest.approx(row["basins"], abs=1e-12)
+    assert data_row["evaluation"]["ramachandran_tv"] == pytest.approx(0.0, abs=1e-12)  # the reference itself
     assert "not the paper's 200" not in table  # a custom-sized run is not a reduced full-scale run
 
 

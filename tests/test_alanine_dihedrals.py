@@ -51,6 +51,9 @@ def test_smoke_run_writes_outputs(tmp_path):
             assert math.isfinite(m[key]), key
         assert m["w2_deg"] is None and m["w2_torus_deg_10k"] is None  # sizes not computed in this run
         assert sum(m["populations_gen"].values()) == pytest.approx(1.0)
+        ev = m["evaluation"]  # the one evaluation, on the wrapped angles without weights
+        assert ev["weighted"] is False and 0 <= ev["ramachandran_tv"] <= 1
+        assert {k: v["mean"] for k, v in ev["populations"].items()} == pytest.approx(m["populations_gen"], abs=1e-12)
         assert m["w2_torus_deg_n100"] <= m["w2_deg_n100"] + 1e-9 or m["fraction_outside_box"] > 0
     assert saved["data"]["n_frames"] == 400
     assert saved["data"]["populations"] == pytest.approx(res["data"]["populations"])
@@ -75,6 +78,15 @@ def test_metrics_of_the_reference_itself_are_at_the_floor():
     row2 = ad.metrics(ref[:1500], shifted, cfg, floors, seed=5)
     assert row2["w2_torus_deg_n500"] == pytest.approx(row["w2_torus_deg_n500"], rel=1e-6)
     assert row2["w2_deg_n500"] > 300
+
+
+def test_plain_evaluation_of_the_reference_against_itself():
+    from boltzflow.experiments.dihedral_metrics import plain_evaluation
+
+    ref = synthetic_angles(2000, seed=2)
+    ev = plain_evaluation(ref, ref + np.array([2 * np.pi, -2 * np.pi]))  # a full turn: the same angles
+    assert ev["ramachandran_tv"] == pytest.approx(0.0, abs=1e-12)
+    assert {k: v["mean"] for k, v in ev["populations"].items()} == pytest.approx(ad.basin_populations(ref))
 
 
 def test_load_angles_from_positions_and_bad_input():

@@ -124,8 +124,17 @@ DATA_FILES = ("empty", "truncated", "text", "object", "pickle", "nan", "flat", "
               "zero", "missing-key", "dir")
 
 
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """Two sample shards of the shipped model (the input of ``merge``)."""
+    root = tmp_path_factory.mktemp("shards")
+    for k in range(2):
+        assert main(["sample", MODEL, "-n", "10", "--shard", f"{k}/2", "--out", str(root)]) == 0
+    return root
+
+
 @pytest.fixture()
-def folder(tmp_path, frames, bad_checkpoints):
+def folder(tmp_path, frames, bad_checkpoints, shards):
     """The test's folder: good and bad inputs, a sentinel, a folder of unrelated files; checked unchanged."""
     shutil.copy(PDB, tmp_path / "mol.pdb")
     (tmp_path / "sentinel.txt").write_text("keep me")
@@ -149,6 +158,7 @@ def folder(tmp_path, frames, bad_checkpoints):
     (tmp_path / "pickled.pt").write_bytes(pickle.dumps({"model": {}}))
     (tmp_path / "text.safetensors").write_text("not a checkpoint")
     (tmp_path / "dir.safetensors").mkdir()
+    shutil.copytree(shards, tmp_path / "shards")
     return tmp_path
 
 
@@ -189,6 +199,7 @@ def _base(command: str, f: Path) -> list[str]:
                      "--equilibrate-ps", "0", "--no-progress", "--out", str(f / "umbrella")],
         "systems": ["systems", "alanine-dipeptide"],
         "demo": ["demo", "-n", "10", "--draws", "2", "--no-progress", "--out", str(f / "demo")],
+        "merge": ["merge", str(f / "shards"), "--out", str(f / "m.npz")],
     }[command]
 
 
@@ -247,7 +258,7 @@ def _cases() -> dict[str, object]:
     cases["train --set unknown key"] = lambda f: [*_base("train", f), "--set", "train.bogus=1"]
     cases["train --set unknown section"] = lambda f: [*_base("train", f), "--set", "bogus.lr=1"]
     cases["train config unknown key"] = _config_extra_key
-    for command in ("sample", "evaluate", "energy"):
+    for command in ("sample", "evaluate", "energy", "merge"):
         cases[f"{command} --out is a folder"] = lambda f, c=command: _replace(_base(c, f), "--out", str(f / "out"))
         cases[f"{command} --out under a file"] = lambda f, c=command: _replace(_base(c, f), "--out",
                                                                                str(f / "sentinel.txt" / "x"))
@@ -328,7 +339,7 @@ def test_base_invocations_are_valid():
         parsers[command].parse_args(_base(command, f)[1:])
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "evaluate", "energy", "systems"])
+@pytest.mark.parametrize("command", ["train", "sample", "evaluate", "energy", "systems", "merge"])
 def test_cheap_base_invocations_succeed(command, folder, capsys):
     """Positive control: without the bad input the invocation works, so each case fails for its bad input only
     (simulate, umbrella and demo are too slow to run here; their bases are parsed above)."""

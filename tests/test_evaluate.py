@@ -89,3 +89,27 @@ def test_mean_sd_and_empty_draws():
     assert mean_sd([1.0, 3.0]) == {"mean": 2.0, "sd": math.sqrt(2.0), "values": [1.0, 3.0]}
     with pytest.raises(ValueError, match="at least one draw"):
         evaluate(Gaussian1D(), [])
+
+
+def test_samples_without_weights_count_once_each():
+    # The same samples scored without weights and with equal log weights give the same populations and the same
+    # energy histogram; ESS and log Z, which need weights, are absent instead of a meaningless 100 %.
+    gen = torch.Generator().manual_seed(3)
+    draws = [_draw(gen, 2000, 1.3) for _ in range(4)]
+    states = (lambda x: (x[:, 0] > 0.5).long().numpy(), ["low", "high"])
+    plain = evaluate(Gaussian1D(), [d._replace(log_w=None) for d in draws], states=states)
+    equal = evaluate(Gaussian1D(), [d._replace(log_w=torch.full_like(d.log_w, -7.0)) for d in draws], states=states)
+    assert plain["weighted"] is False and equal["weighted"] is True
+    assert not {"ess_fraction", "ess_fraction_clipped", "n_dropped", "log_z"} & set(plain)
+    assert plain["populations"] == equal["populations"]
+    x = torch.cat([d.x for d in draws])[:, 0]
+    assert plain["populations"]["high"]["mean"] == pytest.approx(float((x > 0.5).double().mean()), abs=1e-12)
+    assert plain["energy_histogram"]["model"] == equal["energy_histogram"]["model"]
+    assert "reweighted" not in plain["energy_histogram"]
+
+
+def test_draws_must_all_have_weights_or_none():
+    gen = torch.Generator().manual_seed(4)
+    a, b = _draw(gen, 100, 1.0), _draw(gen, 100, 1.0)
+    with pytest.raises(ValueError, match="every draw has log weights or none"):
+        evaluate(Gaussian1D(), [a, b._replace(log_w=None)])

@@ -230,7 +230,7 @@ def test_pair_distances_match_a_loop_and_have_zero_gradient_at_contact():
 
 
 def test_integrated_autocorrelation_time_of_an_ar1_process():
-    from boltzflow.systems.particles_reference import autocorrelation, integrated_time, thinned_time
+    from boltzflow.eval.autocorrelation import autocorrelation, integrated_time, thinned_time
 
     rng = np.random.default_rng(0)
     phi, n_steps, n_chains = 0.8, 4000, 100

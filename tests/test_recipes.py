@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+import torch
 
 from boltzflow.cli import main
 from boltzflow.recipes import RUNNERS, dump_recipe, load_recipe, recipe_names, runner_module
@@ -19,7 +20,7 @@ from boltzflow.recipes.schema import to_table
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "boltzflow"
 SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "cmt-alanine", "cmt-gmm40", "cmt-manywell32",
-           "cmt-tetrapeptide", "two-particle", "two-particle-bg"]
+           "cmt-tetrapeptide", "model-baselines", "two-particle", "two-particle-bg"]
 SHARED_RUNNERS = {"cmt"}  # runners with several recipes: only one of them can be the runner's default config
 
 
@@ -37,8 +38,8 @@ def test_the_five_reproductions_are_shipped_recipes_with_quick_and_smoke_presets
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_print_config_fed_to_run_gives_the_same_config(name, tmp_path, capsys):
-    override = {"alanine-dihedrals": "models.1.stages.0.epochs=3"}.get(
-        name, "cmt.fit.steps=3" if name.startswith("cmt-") else "stages.0.epochs=3")
+    epochs = {"alanine-dihedrals": "models.1.stages.0.epochs=3", "model-baselines": "targets.0.nll.epochs=3"}
+    override = epochs.get(name, "cmt.fit.steps=3" if name.startswith("cmt-") else "stages.0.epochs=3")
     assert main(["reproduce", name, "--quick", "--set", override, "--print-config"]) == 0
     printed = capsys.readouterr().out
     copy = tmp_path / "mine.toml"
@@ -75,8 +76,8 @@ def test_run_file_writes_the_outputs_and_the_resolved_recipe(tmp_path, capsys):
 # --- bad input: exactly one stderr line, non-zero exit, nothing created or changed ---------------------------------
 
 # fields for which zero is a meaningful value (a weight, a count of optional extras, an offset)
-ZERO_OK = {"seed", "weight_decay", "val_fraction", "nll_weight", "kl_weight", "iw_weight", "force_weight", "lam",
-           "smooth_lam", "softcore_eps", "alpha_l_seed_runs", "alpha_l_seed_frames", "deadline_minutes",
+ZERO_OK = {"seed", "seeds", "weight_decay", "val_fraction", "nll_weight", "kl_weight", "iw_weight", "force_weight",
+           "lam", "smooth_lam", "softcore_eps", "alpha_l_seed_runs", "alpha_l_seed_frames", "deadline_minutes",
            "model_metrics_n", "n_final"}
 
 
@@ -207,7 +208,8 @@ def test_bad_set_values_for_every_numeric_field_are_one_line_and_create_nothing(
         (["reproduce", "two-particle", "--set", "only_case=bogus", "--out", "{out}"], "only_case 'bogus' is not"),
         (["reproduce", "two-particle", "--seed", "-1", "--out", "{out}"], "--seed must be >= 0"),
         (["reproduce", "two-particle"], "--out is required"),
-        (["reproduce", "two-particle", "--device", "cuda", "--out", "{out}"], "runs on the CPU only"),
+        (["reproduce", "two-particle", "--device", "cuda", "--out", "{out}"],  # argparse checks CUDA first
+         "runs on the CPU only" if torch.cuda.is_available() else "CUDA is not available"),
         (["run", "{missing}", "--out", "{out}"], "no recipe"),
         (["run", "{tmp}", "--out", "{out}"], "is a folder"),
     ],
@@ -375,8 +377,7 @@ def test_recipe_configs_are_dataclasses_with_validated_numbers():
     for name in SHIPPED:
         cfg = load_recipe(name, "smoke").config
         assert dataclasses.is_dataclass(cfg)
+        stage = (cfg.stages[0] if hasattr(cfg, "stages") else cfg.targets[0].nll if hasattr(cfg, "targets")
+                 else cfg.reverse_kl if hasattr(cfg, "cmt") else cfg.models[0].stages[0])
         with pytest.raises(ValueError):
-            if hasattr(cfg, "cmt"):
-                dataclasses.replace(cfg.reverse_kl, lr=-1.0)
-            else:
-                dataclasses.replace(cfg.stages[0] if hasattr(cfg, "stages") else cfg.models[0].stages[0], lr=-1.0)
+            dataclasses.replace(stage, lr=-1.0)

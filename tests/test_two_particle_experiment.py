@@ -20,6 +20,9 @@ def test_tiny_reproduction_writes_every_output(tmp_path):
     for row in on_disk["rows"]:
         assert ROW_KEYS <= set(row)
         assert row["lip"] >= row["lip_q999"] > 0 and row["w2_r_floor"] > 0
+        ev = row["evaluation"]  # the one evaluation: the row's samples reweighted to its energy
+        assert ev["weighted"] and ev["n_draws"] == 4 and ev["n_per_draw"] == 75
+        assert 0 < ev["ess_fraction"]["mean"] <= 1 and len(ev["energy_histogram"]["reference"]) == 60
     assert "quadrature" in on_disk and on_disk["provenance"]["command"] == "boltzflow test"
     table = (out / "table1.md").read_text()
     assert "87.6643" in table and "unregularised" in table

@@ -15,6 +15,7 @@ from boltzflow.errors import BoltzflowError
 COMMANDS: dict[str, str] = {
     "train": "boltzflow.commands.train",
     "sample": "boltzflow.commands.sample",
+    "merge": "boltzflow.commands.merge",
     "evaluate": "boltzflow.commands.evaluate",
     "reproduce": "boltzflow.commands.reproduce",
     "run": "boltzflow.commands.run",
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         if not any("--threads" in a.option_strings for a in p._actions):
             p.add_argument("--threads", type=int, default=None,
                            help="torch CPU threads (default: half the cores, at most the idle ones, >= 1)")
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _distributed=getattr(module, "DISTRIBUTED", False))
     return parser
 
 
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         from boltzflow.runtime import configure_threads
 
         configure_threads(getattr(args, "threads", None))
+        _check_launch(args)
         return int(args._run(args) or 0)
     except (BoltzflowError, FileNotFoundError, ValueError) as err:
         print(f"boltzflow {args.command}: error: {err}", file=sys.stderr)
@@ -81,6 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"boltzflow {args.command}: interrupted (checkpoints, if any, are kept)", file=sys.stderr)
         return 130
+
+
+def _check_launch(args: argparse.Namespace) -> None:
+    """Under torchrun (WORLD_SIZE > 1) only commands that split their work over ranks may run."""
+    import os
+
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world != "1" and not args._distributed:
+        raise BoltzflowError(f"{args.command} does not split its work over processes (WORLD_SIZE={world}); run it "
+                             "as one process (torchrun works with run, reproduce, train and sample)")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from boltzflow.runtime import add_device_argument
+
 HELP = "sample the shipped alanine-dipeptide BG, report its ESS and plot F(phi) and Ramachandran vs reference"
 MODEL = "alanine-dipeptide-bg"
 TEST_FRACTION = 0.1  # the last 10 % of every MD replica: the test split `reproduce alanine-bg` holds out
@@ -39,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the first draw, >= 0 (default 0)")
     p.add_argument("--batch-size", type=int, default=2500, help="samples per forward pass (default 2500)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_device_argument(p, "torch", "sampling, the AMBER energies and log q of the MD frames")
 
 
 _START = [0.0]
@@ -106,8 +109,9 @@ def _sample(flow: Any, system: Any, args: argparse.Namespace) -> tuple[list, dic
     with tqdm(total=args.draws * args.n, unit="sample", disable=args.no_progress, file=sys.stdout) as bar:
         for k in range(args.draws):
             start = time.perf_counter()
-            arrays = draw_samples(flow, system, args.n, args.batch_size, torch.Generator().manual_seed(args.seed + k),
-                                  MODEL, on_batch=bar.update)
+            arrays = draw_samples(flow, system, args.n, args.batch_size,
+                                  torch.Generator(_device(args)).manual_seed(args.seed + k), MODEL,
+                                  on_batch=bar.update, device=_device(args))
             if k == 0:
                 first, seconds = arrays, time.perf_counter() - start
             draws.append(Draw(torch.as_tensor(arrays["x"]).unflatten(-1, system.event_shape),
@@ -130,8 +134,8 @@ def _evaluate(flow: Any, system: Any, draws: list, md_xyz: Any, test: Any, umbre
         bar.set_postfix_str("log q of MD frames")
         with torch.no_grad():
             dtype = next(flow.parameters()).dtype
-            log_q_ref = torch.cat([flow.log_prob(c.flatten(-2).to(dtype)).double()
-                                   for c in ref.split(args.batch_size)])
+            log_q_ref = torch.cat([flow.to(_device(args)).log_prob(c.flatten(-2).to(_device(args), dtype)).double()
+                                   .cpu() for c in ref.split(args.batch_size)])
         bar.update()
         bar.set_postfix_str("ESS, populations, TV, energies")
         ev = evaluate(system, draws, reference_x=ref, log_q_reference=log_q_ref,
@@ -145,6 +149,12 @@ def _evaluate(flow: Any, system: Any, draws: list, md_xyz: Any, test: Any, umbre
             "n_reference": len(ref), "evaluation": ev, "alpha_l_md": md_alpha_l,
             "alpha_l_umbrella": umbrella.get("alpha_l_population"),
             "alpha_l_umbrella_err": umbrella.get("alpha_l_population_err")}
+
+
+def _device(args: argparse.Namespace) -> Any:
+    from boltzflow.runtime import resolve_device
+
+    return resolve_device(args.device)
 
 
 def _figures(draws: list, md_xyz: Any, umbrella: dict, temperature_kelvin: float) -> dict[str, Any]:

@@ -13,6 +13,9 @@ OpenMM does for a System built for constrained MD. The energy is always evaluate
 
 Output (--out): an .npz with energy_kj (n,) kJ/mol, energy_kt (n,) in kT at --temperature, and with --forces
 forces_kj (n, n_atoms, 3) kJ/mol/nm. Nothing is written when anything fails.
+
+--device cuda runs the torch backend on the GPU (chunk by chunk); the OpenMM backend runs on its Reference platform
+and accepts only --device cpu.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 
 from boltzflow.commands.md_options import int_at_least, positive_float, writable_file
 from boltzflow.errors import BoltzflowError
+from boltzflow.runtime import add_device_argument, resolve_device
 
 HELP = "energies (kJ/mol and kT) and optionally forces of trajectory frames, torch or OpenMM backend"
 
@@ -54,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--chunk-size", type=int_at_least(1), default=1024,
                    help="frames per torch evaluation (default: 1024)")
+    add_device_argument(p, "torch", "the torch backend's energies and forces (--backend openmm: cpu only)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from boltzflow.io import save_npz
 
     out = writable_file(args.out, "--out", ".npz")
+    device = resolve_device(args.device)
+    if args.backend == "openmm" and device.type != "cpu":
+        raise BoltzflowError(f"--device {args.device} applies to --backend torch; the OpenMM backend runs on its "
+                             "Reference platform (CPU)")
     molecule = build_molecule(args.pdb, tuple(args.forcefield), constraints=args.constraints)
     xyz = load_frames(args.frames, args.pdb)
     if xyz.shape[1:] != (molecule.n_atoms, 3):
@@ -75,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         if args.backend == "torch":
-            energy_kj, forces_kj = _torch_backend(molecule.system, xyz, args.chunk_size)
+            energy_kj, forces_kj = _torch_backend(molecule.system, xyz, args.chunk_size, device)
         else:
             energy_kj, forces_kj = _openmm_backend(molecule.system, xyz, args.temperature)
     except ValueError as err:  # the OpenMM bridge refuses non-finite energies itself
@@ -141,11 +150,11 @@ def _read_trajectory(p: Path, pdb: str) -> np.ndarray:
         raise BoltzflowError(f"mdtraj cannot read {p} with topology {pdb}: {str(err).splitlines()[0]}") from None
 
 
-def _torch_backend(system, xyz: np.ndarray, chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _torch_backend(system, xyz: np.ndarray, chunk_size: int, device=None) -> tuple[np.ndarray, np.ndarray]:
     from boltzflow.energies.amber import AmberEnergy
 
-    result = AmberEnergy.from_system(system).energy_and_force(xyz, chunk_size=chunk_size)
-    return result.energy_kj.numpy(), result.force_kj.numpy()
+    result = AmberEnergy.from_system(system).to(device).energy_and_force(xyz, chunk_size=chunk_size)
+    return result.energy_kj.cpu().numpy(), result.force_kj.cpu().numpy()
 
 
 def _openmm_backend(system, xyz: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:

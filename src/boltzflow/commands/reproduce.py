@@ -20,10 +20,15 @@ shows the resolved recipe, which `boltzflow run FILE` runs unchanged.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
 from boltzflow.errors import BoltzflowError
+from boltzflow.runtime import add_device_argument
+
+DISTRIBUTED = True  # torchrun --nproc-per-node N -m boltzflow reproduce NAME: data-parallel training
 
 HELP = "reproduce a paper experiment from its recipe (results.json, tables, figures, samples)"
 
@@ -45,9 +50,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser, scales: bool) -> None:
     p.add_argument("--out", help="output folder (created; an unfinished run there is resumed)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--force", action="store_true", help="allow writing into a folder that holds a finished run")
-    p.add_argument("--device", default=None,
-                   help="cpu (default), cuda or cuda:N, for recipes whose runner computes there (alanine-cartesian: "
-                        "training, sampling and AMBER energies; checkpoints stay loadable on the CPU)")
+    add_device_argument(p, "torch", "recipes whose runner computes there (alanine-cartesian: training, sampling "
+                                    "and AMBER energies; checkpoints stay loadable on the CPU); under torchrun, "
+                                    "cuda means cuda:LOCAL_RANK")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -74,17 +79,22 @@ def run_recipe(args: argparse.Namespace, name_or_path: str) -> int:
         raise BoltzflowError("--out is required (the run's folder); or pass --print-config")
     check_out_dir(args.out, args.force)
     module = runner_module(recipe.runner, recipe.source)
-    if args.device is not None:
-        from boltzflow.experiments.cartesian_training import resolve_device
+    if args.device is not None and not getattr(module, "ANY_DEVICE", False):
         from boltzflow.experiments.runner import check_device
 
-        if not getattr(module, "ANY_DEVICE", False):
-            check_device(args.device, recipe.runner)
-        resolve_device(args.device)
+        check_device(args.device, recipe.runner)
+    from boltzflow.training import distributed
+
+    device = distributed.local_device(args.device)
+    main = distributed.init_from_env(device).is_main
     meta = {"name": recipe.name, "scale": recipe.scale, "source": recipe.source, "toml": text}
-    got = module.run(args.out, recipe.config, seed=args.seed, progress=not args.no_progress, force=args.force,
-                     command=["boltzflow", *sys.argv[1:]], device=args.device, recipe=meta)
-    print(got.get("message") or f"wrote {Path(args.out) / 'results.json'}")
+    # every rank runs the recipe; rank 0 writes into --out, the others into a scratch folder, silently
+    with distributed.rank_output(args.out) as out, open(os.devnull, "w") as null, \
+            contextlib.redirect_stdout(sys.stdout if main else null):
+        got = module.run(out, recipe.config, seed=args.seed, progress=main and not args.no_progress,
+                         force=args.force, command=["boltzflow", *sys.argv[1:]], device=device, recipe=meta)
+    if main:
+        print(got.get("message") or f"wrote {Path(args.out) / 'results.json'}")
     return 0
 
 

@@ -5,6 +5,10 @@
 
 The file is checked strictly before anything is written: a malformed file, an unknown key or a wrongly typed
 value is one line naming the key and the file. The run folder gets the same outputs as ``reproduce``.
+
+Data-parallel on N processes (gloo on the CPU, NCCL with --device cuda; rank 0 writes, per-rank seeds):
+
+    torchrun --nproc-per-node 2 -m boltzflow run my.toml --out runs/mine
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 
 from boltzflow.commands.reproduce import add_recipe_arguments, run_recipe
 
+DISTRIBUTED = True  # torchrun --nproc-per-node N -m boltzflow run FILE: data-parallel training
 HELP = "run a recipe TOML file (e.g. an edited copy of `reproduce NAME --print-config`)"
 
 

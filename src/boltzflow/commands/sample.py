@@ -10,6 +10,12 @@ order of the system's PDB) and the energy is the torch AMBER energy of those unc
 that remove the rigid-body motion (internal coordinates, aligned Cartesians) log q is the density of the reduced
 coordinates, so log_w carries a constant offset; it cancels in self-normalised weights and ESS. Every option and
 the output path are checked before sampling, and the file is written only when sampling succeeded.
+
+Sharded sampling: `--shard K/N` (or, under `torchrun --nproc-per-node N -m boltzflow sample ...`, shard RANK of
+WORLD_SIZE) makes --out a folder and writes `OUT/shard-KKKK-of-NNNN.npz`, the same arrays for shard K's share of
+the -n samples (the first n % N shards take one more), drawn with a seed derived from (--seed, K) (shard 0 keeps
+--seed), plus `shard` [K, N], `seed` and `n_total`. `boltzflow merge OUT` combines the shards' log weights by
+logsumexp. The flow, the latent generator and the system's torch energy run on --device, batch by batch.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-HELP = "draw samples (x, log_prob, energy, log_w) from a checkpoint or a shipped model"
+from boltzflow.runtime import add_device_argument
+
+HELP = "draw samples (x, log_prob, energy, log_w) from a checkpoint or a shipped model, whole or in shards"
+DISTRIBUTED = True  # under torchrun every rank writes its own shard
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=65_536, help="samples per forward pass (default 65536)")
     p.add_argument("--weights", choices=["best", "last"], default="best",
                    help="best-validation (default) or last weights")
+    p.add_argument("--shard", metavar="K/N", help="write shard K of N (0 <= K < N) into the folder --out; "
+                                                  "torchrun ranks pick theirs")
+    add_device_argument(p, "torch", "the flow and the system's torch energy")
 
 
 def check_counts(**counts: tuple[int, int]) -> None:
@@ -57,31 +69,92 @@ def load_system(ckpt: dict[str, Any], path: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from boltzflow.io import check_output_file, save_npz
+    from boltzflow.io import check_output_dir, check_output_file, save_npz
+    from boltzflow.runtime import resolve_device
     from boltzflow.training.checkpoint import load_flow
 
     check_counts(n=(args.n, 1), batch_size=(args.batch_size, 1), seed=(args.seed, 0))
-    check_output_file(args.out)
+    shard = _shard(args)
+    if shard is None:
+        check_output_file(args.out)
+    else:
+        check_output_dir(args.out)
+    device = resolve_device(_rank_device(args.device))
     flow, ckpt = load_flow(args.checkpoint, args.weights)
     system = load_system(ckpt, args.checkpoint)
-    arrays = draw_samples(flow, system, args.n, args.batch_size, torch.Generator().manual_seed(args.seed),
-                          args.checkpoint)
-    save_npz(args.out, **arrays)
-    print(f"wrote {args.n} samples to {args.out}")
+    if shard is None:
+        arrays = draw_samples(flow, system, args.n, args.batch_size, torch.Generator(device).manual_seed(args.seed),
+                              args.checkpoint, device=device)
+        save_npz(args.out, **arrays)
+        print(f"wrote {args.n} samples to {args.out}")
+        return 0
+    return _write_shard(args, flow, system, ckpt, shard, device)
+
+
+def _shard(args: argparse.Namespace) -> tuple[int, int] | None:
+    """(K, N) from --shard or torchrun's RANK/WORLD_SIZE; None for one unsharded file."""
+    from boltzflow.errors import BoltzflowError
+    from boltzflow.eval.shards import parse_shard
+    from boltzflow.training.distributed import env_ranks
+
+    ranks = env_ranks()
+    if args.shard is not None and ranks.world_size > 1:
+        raise BoltzflowError("--shard and torchrun both choose the shard; give one of them")
+    if args.shard is not None:
+        return parse_shard(args.shard)
+    return (ranks.rank, ranks.world_size) if ranks.world_size > 1 else None
+
+
+def _rank_device(device: str | None) -> str | None:
+    from boltzflow.training.distributed import local_device
+
+    return local_device(device)
+
+
+def _write_shard(args: argparse.Namespace, flow: Any, system: Any, ckpt: dict, shard: tuple[int, int],
+                 device: Any) -> int:
+    """Draw shard K's share of the samples with its derived seed and write OUT/shard-KKKK-of-NNNN.npz."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from boltzflow.errors import BoltzflowError
+    from boltzflow.eval.shards import shard_name, shard_sizes
+    from boltzflow.io import save_npz
+    from boltzflow.training.distributed import rank_seed
+
+    k, n_shards = shard
+    n = shard_sizes(args.n, n_shards)[k]
+    if n == 0:
+        raise BoltzflowError(f"-n {args.n} leaves shard {k} of {n_shards} empty; draw at least {n_shards} samples")
+    seed = rank_seed(args.seed, k)
+    arrays = draw_samples(flow, system, n, args.batch_size, torch.Generator(device).manual_seed(seed),
+                          args.checkpoint, device=device)
+    system_spec = json.dumps(ckpt.get("system")) if ckpt.get("system") else ""
+    meta = {"shard": np.array([k, n_shards]), "seed": np.array(seed), "base_seed": np.array(args.seed),
+            "n_total": np.array(args.n), "checkpoint": np.array(str(args.checkpoint)), "system": np.array(system_spec)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # every rank may create it; only now, after sampling succeeded
+    save_npz(out / shard_name(k, n_shards), **arrays, **meta)
+    print(f"wrote shard {k} of {n_shards} ({n} samples, seed {seed}) to {out / shard_name(k, n_shards)}")
     return 0
 
 
 def draw_samples(flow: Any, system: Any, n: int, batch_size: int, gen: Any, name: str = "checkpoint",
-                 on_batch: Any = None) -> dict[str, Any]:
+                 on_batch: Any = None, device: Any = None) -> dict[str, Any]:
     """``n`` flow samples as written by ``boltzflow sample``: x (n, D), log_prob (n,) and, with a system's
     energy, energy (n,) kT and log_w (n,); xyz (n, n_atoms, 3) nm float32 for molecules.
 
     Args:
         flow: the flow (eval mode).
         system: the checkpoint's system, or None.
-        n: number of samples; batch_size: samples per forward pass; gen: a ``torch.Generator``.
+        n: number of samples; batch_size: samples per forward pass; gen: a ``torch.Generator`` on ``device``.
         name: the checkpoint's name for error messages.
         on_batch: called with the batch size after each batch (a progress bar's ``update``), or None.
+        device: where the flow and the torch energy run, batch by batch (None: where the flow is); the arrays
+            come back to the CPU.
     """
     import numpy as np
     import torch
@@ -89,19 +162,23 @@ def draw_samples(flow: Any, system: Any, n: int, batch_size: int, gen: Any, name
     from boltzflow.errors import BoltzflowError
 
     energy = system.energy() if system is not None else None
+    if device is not None:
+        flow = flow.to(device)
+        energy = energy.to(device) if energy is not None else None
     xs, lps, us = [], [], []
     with torch.no_grad():
         for start in range(0, n, batch_size):
             s = flow.sample(min(batch_size, n - start), gen)
-            xs.append(s.x.double())
-            lps.append(s.log_prob.double())
+            x = s.x.double()
+            xs.append(x.cpu())
+            lps.append(s.log_prob.double().cpu())
             if not torch.isfinite(xs[-1]).all():
                 raise BoltzflowError("the flow produced non-finite samples; the checkpoint may be broken")
             if system is not None and xs[-1].shape[1] != system.dim:
                 raise BoltzflowError(f"checkpoint {name}: the flow makes {xs[-1].shape[1]}-D samples but its "
                                      f"system {system.name} has dimension {system.dim}")
             if energy is not None:
-                us.append(energy.energy(xs[-1].unflatten(-1, system.event_shape)).double())
+                us.append(energy.energy(x.unflatten(-1, system.event_shape)).double().cpu())
             if on_batch is not None:
                 on_batch(len(xs[-1]))
     arrays = {"x": torch.cat(xs).numpy(), "log_prob": torch.cat(lps).numpy()}

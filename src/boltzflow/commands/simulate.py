@@ -28,6 +28,7 @@ from typing import Any
 
 from boltzflow.commands.md_options import int_at_least, non_negative_float, positive_float, writable_dir
 from boltzflow.errors import BoltzflowError
+from boltzflow.runtime import add_device_argument
 
 HELP = "run OpenMM Langevin MD (resumable) and store trajectories, energies and forces"
 
@@ -90,6 +91,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="base seed; replica seeds are derived from it (default: 0)")
     p.add_argument("--force", action="store_true", help="delete an existing run in DIR and start again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_argument(p, "openmm")
 
 
 def run(args: argparse.Namespace) -> int:

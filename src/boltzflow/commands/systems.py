@@ -15,12 +15,15 @@ import argparse
 import json
 from typing import Any
 
+from boltzflow.runtime import add_device_argument
+
 HELP = "list the registered systems with dimension, temperature, references and exact log Z"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="systems to show (default: every registered one)")
     p.add_argument("--json", action="store_true", help="print a JSON list of the systems' summaries")
+    add_device_argument(p, "none")
 
 
 def _temperature(s: dict[str, Any]) -> str:

@@ -10,6 +10,9 @@ another architecture or other settings is refused), metrics.jsonl (every step's 
 learning rate, one JSON object per line), config.json (the resolved config) and history.json (per-epoch
 losses). Sample the result with `boltzflow sample DIR/checkpoint.safetensors`. Everything is checked before DIR
 is created: a rejected config leaves nothing behind.
+
+--device cuda trains on the GPU. Data-parallel on N processes (gloo, or NCCL with --device cuda; train.batch_size is
+the global batch, rank 0 writes DIR): `torchrun --nproc-per-node N -m boltzflow train config.json --out DIR`.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from boltzflow.errors import BoltzflowError
+from boltzflow.runtime import add_device_argument
 
 HELP = "train a flow on samples (NLL) from a JSON config"
+DISTRIBUTED = True  # torchrun --nproc-per-node N -m boltzflow train ...: data-parallel
 CHECKPOINT = "checkpoint.safetensors"
 
 
@@ -50,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a config entry, e.g. train.epochs=50 (repeatable)")
     p.add_argument("--template", metavar="SYSTEM", help="print a config template for SYSTEM and exit")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_device_argument(p, "torch", "training")
 
 
 def load_config(path: str, overrides: list[str]) -> dict[str, Any]:
@@ -81,27 +87,40 @@ def run(args: argparse.Namespace) -> int:
         raise BoltzflowError("give a config file and --out DIR (or --template SYSTEM)")
     import torch
 
-    from boltzflow.io import check_output_dir, read_configurations, save_json
-    from boltzflow.training.loop import fit
-    from boltzflow.training.losses import nll
+    from boltzflow.io import check_output_dir, read_configurations
+    from boltzflow.runtime import resolve_device
+    from boltzflow.training import distributed
 
-    out = check_output_dir(args.out)
+    check_output_dir(args.out)
+    device = resolve_device(distributed.local_device(args.device))
     config = load_config(args.config, args.overrides)
     system, cfg, flow = _build(config, args.config)
     data_path = Path(config["data"])
     if not data_path.is_absolute():
         data_path = Path(args.config).parent / data_path
     x = read_configurations(data_path, system.dim, system.event_shape)
+    main = distributed.init_from_env(str(device)).is_main
+    with distributed.rank_output(args.out) as out:  # rank 0 writes --out, other ranks a scratch folder
+        _train(args, config, cfg, flow.to(device), torch.as_tensor(x, dtype=next(flow.parameters()).dtype,
+                                                                   device=device), out, main)
+    return 0
+
+
+def _train(args: argparse.Namespace, config: dict[str, Any], cfg: Any, flow: Any, x: Any, out: Path,
+           main: bool) -> None:
+    from boltzflow.io import save_json
+    from boltzflow.training.loop import fit
+    from boltzflow.training.losses import nll
+
     out.mkdir(parents=True, exist_ok=True)  # every check passed: only now does the run folder appear
     extra = {"flow_spec": config["flow"], "system": config["system"], "config": config}
-    dtype = next(flow.parameters()).dtype
-    result = fit(flow, nll, torch.as_tensor(x, dtype=dtype), cfg, out / CHECKPOINT, extra=extra,
-                 progress=not args.no_progress, desc="nll")
+    result = fit(flow, nll, x, cfg, out / CHECKPOINT, extra=extra, progress=main and not args.no_progress,
+                 desc="nll")
     save_json(out / "config.json", {**config, "command": " ".join(["boltzflow", *sys.argv[1:]])})
     save_json(out / "history.json", {"history": result.history, "best_epoch": result.best_epoch,
                                      "best_val": result.best_val, "skipped_steps": result.skipped_steps})
-    print(f"best validation NLL {result.best_val:.4f} at epoch {result.best_epoch}; wrote {out / CHECKPOINT}")
-    return 0
+    if main:
+        print(f"best validation NLL {result.best_val:.4f} at epoch {result.best_epoch}; wrote {out / CHECKPOINT}")
 
 
 def _build(config: dict[str, Any], path: str) -> tuple[Any, Any, Any]:

@@ -31,6 +31,7 @@ import numpy as np
 
 from boltzflow.commands.md_options import int_at_least, non_negative_float, positive_float, writable_dir
 from boltzflow.errors import BoltzflowError
+from boltzflow.runtime import add_device_argument
 
 HELP = "umbrella sampling along a backbone φ + MBAR: F(φ) and the αL population with an error bar"
 
@@ -54,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int_at_least(0), default=0, help="base seed of the window seeds (default: 0)")
     p.add_argument("--bins", type=int_at_least(4), default=72, help="bins of F(φ) over 360° (default: 72)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_argument(p, "openmm")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,14 +7,15 @@ bootstrap confidence interval of the pooled draws.
 
 Schema of :func:`evaluate`'s return value (all plain JSON types; absent entries do not apply to the system)::
 
-    n_draws, n_per_draw
-    ess_fraction:          {mean, sd, values}      Kish ESS / n, unclipped, per draw
-    ess_fraction_clipped:  {mean, sd, values}      the same with the top 1e-4 of log w clipped (TA-BG, CMT)
-    n_dropped:             non-finite log weights over all draws
+    n_draws, n_per_draw, weighted (False: samples without log weights; the entries marked * are then absent and
+                           populations and histograms are those of the plain samples)
+    ess_fraction: *          {mean, sd, values}      Kish ESS / n, unclipped, per draw
+    ess_fraction_clipped: * {mean, sd, values}      the same with the top 1e-4 of log w clipped (TA-BG, CMT)
+    n_dropped: *           non-finite log weights over all draws
     nll_reference:         mean -log q on held-out reference samples (nats), if given
     eubo:                  E_ref[-u - log q] = log Z + KL(p || q) >= log Z (paper 002; lower is better; for
                            internal-coordinate flows it carries the flow's constant rigid-frame offset)
-    log_z:                 {estimate, exact, error}          when the system knows its log Z
+    log_z: *               {estimate, exact, error}          when the system knows its log Z
     w2:                    {value, floor, ratio, observable} W2 of an observable vs the reference, and its floor
     ramachandran_tv:       mean TV of 100x100 (phi, psi) histograms per residue (model samples unweighted)
     populations:           {state: {mean, lo, hi, sd_draws}}  reweighted state populations, 95 % bootstrap CI
@@ -43,12 +44,13 @@ class Draw(NamedTuple):
 
     Attributes:
         x: configurations, shape (n, *event_shape) (or (n, dim)), float64.
-        log_w: log importance weights ``-u - log q``, shape (n,).
+        log_w: log importance weights ``-u - log q``, shape (n,); None for samples without weights (a flow whose
+            target has no normalisable density on its coordinates, or samples scored as they are).
         u: reduced target energies, shape (n,), kT (optional).
     """
 
     x: Tensor
-    log_w: Tensor
+    log_w: Tensor | None
     u: Tensor | None = None
 
 
@@ -157,7 +159,7 @@ def evaluate(
     Args:
         system: a :class:`~boltzflow.systems.base.System` (``log_z`` and the ``phi_psi`` observable are used
             when present).
-        draws: independent draws of model samples with log weights.
+        draws: independent draws of model samples, all with log weights or all without (``log_w=None``).
         reference_x: held-out reference configurations, shape (m, *event_shape), for NLL/EUBO, Ramachandran TV
             and the energy histogram.
         log_q_reference: the model's log q at ``reference_x``, shape (m,) (NLL and EUBO need it).
@@ -169,19 +171,27 @@ def evaluate(
     """
     if not draws:
         raise ValueError("evaluate needs at least one draw")
-    out: dict[str, Any] = {"n_draws": len(draws), "n_per_draw": int(len(draws[0].log_w))}
-    out["ess_fraction"] = mean_sd([ess_fraction(d.log_w) for d in draws])
-    out["ess_fraction_clipped"] = mean_sd([ess_fraction(clip_log_weights(d.log_w, clip_fraction)) for d in draws])
-    out["n_dropped"] = int(sum(finite_log_weights(d.log_w)[1] for d in draws))
+    weighted = all(d.log_w is not None for d in draws)
+    if not weighted and any(d.log_w is not None for d in draws):
+        raise ValueError("evaluate: either every draw has log weights or none has")
+    if not weighted:  # plain samples: every sample counts once
+        draws = [d._replace(log_w=d.x.new_zeros(len(d.x), dtype=torch.float64)) for d in draws]
+    out: dict[str, Any] = {"n_draws": len(draws), "n_per_draw": int(len(draws[0].log_w)), "weighted": weighted}
+    if weighted:
+        out["ess_fraction"] = mean_sd([ess_fraction(d.log_w) for d in draws])
+        out["ess_fraction_clipped"] = mean_sd([ess_fraction(clip_log_weights(d.log_w, clip_fraction))
+                                               for d in draws])
+        out["n_dropped"] = int(sum(finite_log_weights(d.log_w)[1] for d in draws))
     x_all = torch.cat([d.x for d in draws])
     lw_all = torch.cat([d.log_w for d in draws]).double()
-    if getattr(system, "log_z", None) is not None:
+    if weighted and getattr(system, "log_z", None) is not None:
         ests = [float(torch.logsumexp(finite_log_weights(d.log_w)[0].double(), 0) - math.log(len(d.log_w)))
                 for d in draws]
         out["log_z"] = {"estimate": mean_sd(ests), "exact": float(system.log_z),
                         "error": float(np.mean(ests) - system.log_z)}
     u_ref = None
-    if reference_x is not None:
+    with_u = all(d.u is not None for d in draws)
+    if reference_x is not None and (with_u or log_q_reference is not None):  # a system without energy needs neither
         u_ref = system.energy()(reference_x).detach().double().cpu().numpy()
         if log_q_reference is not None:
             out["nll_reference"] = float(-log_q_reference.double().mean())
@@ -202,9 +212,11 @@ def evaluate(
         out["delta_f_kt"] = {n: delta_f(p) for n, p in pops.items()}
     if w2 is not None and reference_x is not None:
         out["w2"] = w2(x_all, reference_x)
-    if all(d.u is not None for d in draws):
+    if with_u:
         u_model = torch.cat([d.u for d in draws]).double().cpu().numpy()
         out["energy_histogram"] = energy_histogram(u_ref, u_model, lw_all.cpu().numpy())
+        if not weighted:
+            out["energy_histogram"].pop("reweighted")
     if model_metrics_n is not None and getattr(system, "temperature_kelvin", 0.0) is None:
         from boltzflow.eval.model_systems import model_system_metrics
 

@@ -58,7 +58,7 @@ from boltzflow.flows.internal import InternalCoordinates
 from boltzflow.flows.realnvp import n_parameters
 from boltzflow.io import save_npz
 from boltzflow.samplers.independence import Proposals, independence_mh
-from boltzflow.systems.alanine import BASINS, load_umbrella
+from boltzflow.systems.alanine import BASINS
 from boltzflow.systems.registry import get_system
 from boltzflow.training.energy_fit import pack_forces
 
@@ -281,4 +281,4 @@ def _alpha_l_seed(ctx: RunContext, system: Any, xyz_train: np.ndarray, d: BGData
     return xyz.astype(np.float32).astype(np.float64)
 
 
-__all__ = ["Config", "alpha_l", "load_umbrella", "run"]
+__all__ = ["Config", "alpha_l", "run"]

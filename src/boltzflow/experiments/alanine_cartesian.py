@@ -75,7 +75,8 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
             return {**got, "message": f"epochs trained ({', '.join(reached)}) in {out}/checkpoints"}
         label = (recipe or {}).get("scale") or "custom"
         runtime = {"device": str(dev), "device_name": T.device_name(dev), "deadline_minutes": config.deadline_minutes}
-        return _run(out, label, sc, seed, progress, force, command, dataset, started, dev, deadline, runtime, recipe)
+        return _run(out, label, sc, seed, progress, force, command, dataset, started, dev, deadline, runtime, recipe,
+                    system)
     finally:
         torch.set_default_dtype(torch_dtype)
 
@@ -106,7 +107,7 @@ def _train_only(out, sc, seed, progress, force, dataset, dev, deadline) -> dict[
     return {"trained": trained}
 
 
-def _run(out, scale_name, sc, seed, progress, force, command, dataset, started, dev, deadline, runtime, recipe):
+def _run(out, scale_name, sc, seed, progress, force, command, dataset, started, dev, deadline, runtime, recipe, system):
     _check_models(sc)
     frames, aligned, x, st, source = _prepare(dataset, sc, seed)
     out = prepare_out_dir(out, force)
@@ -115,8 +116,8 @@ def _run(out, scale_name, sc, seed, progress, force, command, dataset, started, 
     ref_proj = ac.pca_project(ac.standardize(x, st), pca)
     rng = np.random.default_rng(seed)
     data_idx = rng.choice(len(x), size=min(sc.n_gen, len(x)), replace=False)
-    ctx = {"pairs": pairs, "st": st, "pca": pca, "ref_proj": ref_proj, "energy": _amber(), "sc": sc, "seed": seed,
-           "device": dev}
+    ctx = {"pairs": pairs, "st": st, "pca": pca, "ref_proj": ref_proj, "energy": system.energy(), "sc": sc,
+           "seed": seed, "device": dev, "system": system, "reference_xyz": aligned.xyz[data_idx]}
     data_row = score("data", aligned.xyz[data_idx], ctx, data_max=None)
     data_row.update(pca_w2=0.0, pca_w2_sd=0.0, n_params=None)
     data_max = data_row["energy_max"]
@@ -192,15 +193,6 @@ def _load_frames(dataset: str | Path | None, n_frames: int | None, seed: int) ->
     if n_frames is not None and n_frames < len(xyz):
         xyz = xyz[np.sort(np.random.default_rng(seed).choice(len(xyz), n_frames, replace=False))]
     return xyz, source
-
-
-def _amber():
-    from boltzflow.energies.amber import AmberEnergy
-    from boltzflow.energies.openmm_system import alanine_dipeptide
-
-    # No constraints: generated samples do not keep the X-H bond lengths, so every bond gets its
-    # harmonic term.
-    return AmberEnergy.from_system(alanine_dipeptide(constraints="none").system).double()
 
 
 def _save_samples(out: Path, name: str, xyz: np.ndarray) -> bool:

@@ -27,7 +27,14 @@ import numpy as np
 import torch
 
 from boltzflow.errors import BoltzflowError
-from boltzflow.experiments.dihedral_metrics import PAPER_W2_DEG, metrics, noise_floors, table_markdown, wrap_np
+from boltzflow.experiments.dihedral_metrics import (
+    PAPER_W2_DEG,
+    metrics,
+    noise_floors,
+    plain_evaluation,
+    table_markdown,
+    wrap_np,
+)
 from boltzflow.experiments.runner import (
     RealNVPFlow,
     RunContext,
@@ -223,7 +230,8 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
         row = {"model": model.name, "n_params": n_parameters(flow), "val_nll": fit["best_val"],
                "best_epoch": fit["best_epoch"], "train_seconds": fit["seconds"],
                "populations_real": pops_real, "alphaL_real": pops_real["alphaL"]}
-        models.append(row | metrics(angles, gens[model.name], ev, floors, seed + 200 + i))
+        models.append(row | metrics(angles, gens[model.name], ev, floors, seed + 200 + i)
+                      | {"evaluation": plain_evaluation(angles, gens[model.name])})
     from boltzflow import plots
 
     fig = plots.ramachandran(wrap_np(angles), {k: wrap_np(v) for k, v in gens.items()})

@@ -44,6 +44,7 @@ from torch import Tensor
 from boltzflow.errors import BoltzflowError
 from boltzflow.experiments.baselines_eval import evaluate_baseline
 from boltzflow.experiments.common import provenance
+from boltzflow.experiments.stages import positive
 from boltzflow.flows.flow import Flow
 from boltzflow.flows.realnvp import RealNVPConfig, n_parameters
 from boltzflow.flows.spec import build_flow, realnvp_spec
@@ -89,6 +90,14 @@ class BaselineScale:
     n_per_draw: int = 5000
     n_metric: int = 5000
     dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        positive(self, "n_layers", "n_train", "kl_batch", "kl_steps", "n_draws", "n_per_draw", "n_metric",
+                 "energy_cut")
+        if not self.hidden or any(not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty list of widths >= 1, got {self.hidden}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
 
 def scale_for(system_name: str, name: str = "full") -> BaselineScale:

@@ -62,6 +62,8 @@ def score(name: str, xyz: np.ndarray, ctx: dict[str, Any], data_max: float | Non
         "r_min_values": r_min,
         "pca_proj": proj,
     }
+    if "system" in ctx:
+        row["evaluation"] = plain_evaluation(ctx, xt, u / ctx["energy"].kt_kj_per_mol)
     if data_max is not None:
         row["energy_frac_above_data_max"] = float(np.mean(~(u <= data_max)))
         w2 = w2_with_floor(
@@ -88,6 +90,32 @@ def score(name: str, xyz: np.ndarray, ctx: dict[str, Any], data_max: float | Non
         )
         row.update(pca_w2_floor=w2["w2_floor"], pca_w2_floor_sd=w2["w2_floor_sd"])
     return row
+
+
+def plain_evaluation(ctx: dict[str, Any], xt: torch.Tensor, u: np.ndarray, n_draws: int = 4) -> dict[str, Any]:
+    """The standard metric set (:func:`~boltzflow.eval.evaluate.evaluate`) of samples without weights.
+
+    A Cartesian flow on aligned coordinates has no importance weights: the energy is invariant under rotations, so
+    exp(-u) is not a normalisable density on the 66 coordinates, and ESS or log Z would not mean anything. The
+    samples are scored as they are, split into ``n_draws`` consecutive parts (independent, as every sample is):
+    Ramachandran TV against the reference frames ``ctx["reference_xyz"]``, basin populations with bootstrap CI and
+    their sd over the parts, the reduced-energy histogram beside the reference's.
+
+    Args:
+        ctx: the run's context (``system``, ``reference_xyz`` (m, n_atoms, 3) nm).
+        xt: finite configurations, shape (n, n_atoms, 3), nm, float64.
+        u: their reduced energies, shape (n,), kT (inf where a collision overflows).
+    """
+    from boltzflow.eval.evaluate import Draw, evaluate
+
+    system = ctx["system"]
+    basin = system.observables()["basin"].fn
+    ut = torch.as_tensor(u, dtype=torch.float64)
+    parts = zip(xt.tensor_split(n_draws), ut.tensor_split(n_draws), strict=True)
+    draws = [Draw(x, None, uu) for x, uu in parts if len(x)]
+    ev = evaluate(system, draws, reference_x=torch.as_tensor(ctx["reference_xyz"], dtype=torch.float64),
+                  states=(lambda x: basin(x).numpy(), list(BASINS)))
+    return ev
 
 
 @torch.no_grad()

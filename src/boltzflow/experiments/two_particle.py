@@ -15,6 +15,7 @@ import torch
 
 from boltzflow.energies.two_particle import pair_distance, two_particle_quadrature
 from boltzflow.eval.dynamics import count_switches, fit_latent_ou, multirate_ou_walk
+from boltzflow.eval.evaluate import Draw, evaluate
 from boltzflow.eval.lipschitz import ball_supremum, bi_lipschitz, gaussian_ball_radius
 from boltzflow.eval.wasserstein import w2_with_floor
 from boltzflow.experiments.runner import (
@@ -165,10 +166,11 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
         x_real = _reference(ctx.out, name, system, _n_ref(cfg, i), seed + 1000 * i, cfg, progress)
         singular = x_real if singular is None else singular
         flow, fit_result = _train(ctx, name, system, x_real, cfg, seed + i)
-        x_gen = _sample(flow, cfg.evaluation.n_gen, seed + 10 + i)
+        x_gen, log_q = _sample(flow, cfg.evaluation.n_gen, seed + 10 + i)
         save_npz(ctx.out / "samples" / f"{name}_gen.npz", x=x_gen.astype(np.float32))
         rows.append(_row(name, eps, flow, x_real, x_gen, singular, quad[name], quad[first], cfg.evaluation, seed,
                          fit_result))
+        rows[-1]["evaluation"] = _evaluation(system, x_gen, log_q, x_real)
         flows[name], data[name] = flow, (x_real, x_gen)
     dyn = _dynamics(flows[first], cfg.system.system(0.0), singular, cfg.evaluation, seed)
     results = {
@@ -210,9 +212,21 @@ def _train(ctx: RunContext, name: str, system: Any, x: np.ndarray, cfg: Config, 
 
 
 @torch.no_grad()
-def _sample(flow, n: int, seed: int) -> np.ndarray:
+def _sample(flow, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` flow samples (n, D) and their log q (n,), float64."""
     gen = torch.Generator().manual_seed(seed)
-    return flow.sample(n, gen).x.double().numpy()
+    s = flow.sample(n, gen)
+    return s.x.double().numpy(), s.log_prob.double().numpy()
+
+
+def _evaluation(system: Any, x_gen: np.ndarray, log_q: np.ndarray, x_real: np.ndarray, n_draws: int = 4) -> dict:
+    """The standard metric set of the row's samples, reweighted to the row's energy (ESS over ``n_draws`` parts)."""
+    x = torch.as_tensor(x_gen, dtype=torch.float64)
+    u = system.flat_energy()(x).double()
+    log_w = -u - torch.as_tensor(log_q, dtype=torch.float64)
+    draws = [Draw(*part) for part in zip(x.tensor_split(n_draws), log_w.tensor_split(n_draws),
+                                         u.tensor_split(n_draws), strict=True)]
+    return evaluate(system, draws, reference_x=torch.as_tensor(x_real, dtype=torch.float64))
 
 
 def _row(name, eps, flow, x_real, x_gen, singular, quad, quad_sing, sc: TableEvaluation, seed,

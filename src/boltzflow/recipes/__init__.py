@@ -44,6 +44,7 @@ RUNNERS: dict[str, str] = {
     "alanine-cartesian": "boltzflow.experiments.alanine_cartesian",
     "two-particle-bg": "boltzflow.experiments.two_particle_bg",
     "alanine-bg": "boltzflow.experiments.alanine_bg",
+    "model-baselines": "boltzflow.experiments.model_baselines",
     "bg": "boltzflow.experiments.bg",  # any registered system with an exact sampler or sample reference
     "cmt": "boltzflow.experiments.cmt",  # CMT and its baselines at one energy budget (cmt-* recipes)
 }

@@ -110,25 +110,29 @@ def format_populations(pops: Mapping[str, float]) -> str:
 
 
 def load_umbrella(path: str | Path | None = None) -> dict[str, Any]:
-    """The umbrella/MBAR reference (keys alpha_l_population[_err], phi_grid [rad], free_energy_kt), or {}.
+    """An umbrella/MBAR reference file as :func:`load_umbrella_reference` returns it (``phi_grid`` in rad added).
 
-    Default: the shipped file of the default candidate :data:`DEFAULT_UMBRELLA` (today the 0.5 ns run, the shipped
-    copy of ``docs/results/alanine-umbrella.json``), so that switching the default switches every reproduction;
-    if a build lacks it, {} (results then leave the umbrella entries null). An explicit ``path`` must exist.
+    Args:
+        path: a JSON written by ``boltzflow umbrella`` (or its ``{"umbrella": ...}`` wrapper); None: the shipped
+            default candidate :data:`DEFAULT_UMBRELLA`, so that switching the default switches every reproduction.
+
+    Raises:
+        BoltzflowError: ``path`` does not exist.
     """
+    if path is None:
+        return load_umbrella_reference(DEFAULT_UMBRELLA)
     from boltzflow.errors import BoltzflowError
 
-    shipped = Path(__file__).resolve().parents[1] / "data" / UMBRELLA_REFERENCES[DEFAULT_UMBRELLA][0]
-    path = Path(path) if path is not None else shipped
+    path = Path(path)
     if not path.is_file():
-        if path != shipped:
-            raise BoltzflowError(f"umbrella reference not found: {path}")
-        return {}
+        raise BoltzflowError(f"umbrella reference not found: {path}")
     ref = json.loads(path.read_text())
-    ref = ref.get("umbrella", ref) if isinstance(ref, dict) else {}
-    if "phi_grid" not in ref and "phi_deg" in ref:  # the committed umbrella JSON stores the grid in degrees
-        ref = {**ref, "phi_grid": np.radians(np.asarray(ref["phi_deg"], dtype=float)).tolist()}
-    return ref
+    return _with_radian_grid(ref.get("umbrella", ref))
+
+
+def _with_radian_grid(ref: dict[str, Any]) -> dict[str, Any]:
+    """``ref`` with ``phi_grid`` (rad) from its ``phi_deg`` bin centres."""
+    return {**ref, "phi_grid": np.radians(np.asarray(ref["phi_deg"], dtype=np.float64)).tolist()}
 
 
 # --- the system -----------------------------------------------------------------------------------------------
@@ -161,13 +165,12 @@ def load_umbrella_reference(name: str = DEFAULT_UMBRELLA) -> dict:
     Raises:
         ValueError: unknown name.
     """
-    import json
     from importlib import resources
 
     if name not in UMBRELLA_REFERENCES:
         raise ValueError(f"unknown umbrella reference {name!r}; choose one of {sorted(UMBRELLA_REFERENCES)}")
-    ref = json.loads((resources.files("boltzflow") / "data" / UMBRELLA_REFERENCES[name][0]).read_text())
-    return {**ref, "phi_grid": np.radians(np.asarray(ref["phi_deg"], dtype=np.float64)).tolist()}
+    return _with_radian_grid(json.loads((resources.files("boltzflow") / "data" / UMBRELLA_REFERENCES[name][0])
+                                        .read_text()))
 
 
 def describe_umbrella_reference(name: str) -> str:

@@ -47,6 +47,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from boltzflow.energies.particles import pair_distances, remove_com
+from boltzflow.eval.autocorrelation import autocorrelation, integrated_time, thinned_time
 from boltzflow.io import read_safetensors, save_safetensors
 from boltzflow.samplers.metropolis import MetropolisState, init, step
 from boltzflow.systems.particles import ParticleSystem
@@ -91,33 +92,6 @@ def initial_positions(n_chains: int, n: int, d: int, spacing: float, generator: 
     pick = torch.stack([torch.randperm(len(sites), generator=generator)[:n] for _ in range(n_chains)])
     x = sites[pick] + 0.05 * spacing * torch.randn(n_chains, n, d, generator=generator, dtype=torch.float64)
     return remove_com(x).flatten(1)
-
-
-def autocorrelation(series: np.ndarray) -> np.ndarray:
-    """Chain-averaged normalised autocorrelation ρ(k) of ``series`` (T, n_chains), k = 0..T−1 (FFT)."""
-    z = series - series.mean(0)
-    t = len(z)
-    f = np.fft.rfft(z, n=2 * t, axis=0)
-    acov = np.fft.irfft(f * np.conj(f), axis=0)[:t].mean(1) / t
-    return acov / acov[0]
-
-
-def integrated_time(rho: np.ndarray, c: float = 5.0) -> float:
-    """τ_int = 1 + 2 Σ_{k=1}^{M} ρ(k) with Sokal's window: the smallest M with M >= c τ_int(M)."""
-    taus = 2 * np.cumsum(rho) - 1
-    window = np.arange(len(taus)) >= c * taus
-    m = int(np.argmax(window)) if window.any() else len(taus) - 1
-    return float(taus[m])
-
-
-def thinned_time(rho: np.ndarray, lag: int) -> float:
-    """1 + 2 Σ_{k>=1} ρ(k·lag), summed while ρ stays positive: the inefficiency of a chain thinned by ``lag``."""
-    total = 1.0
-    for r in rho[lag::lag]:
-        if r <= 0:
-            break
-        total += 2 * float(r)
-    return total
 
 
 def _fresh_run(system: ParticleSystem, s: McmcSettings, seed: int) -> dict[str, Any]:

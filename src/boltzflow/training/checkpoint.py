@@ -124,10 +124,13 @@ def load_flow(path: str | Path, which: str = "best") -> tuple[Flow, dict[str, An
 
 
 def save_training_state(path: Path, flow: Flow, opt: torch.optim.Optimizer, gens: Generators, source: Source,
-                        cfg: TrainConfig, stage: str, state: dict[str, Any], extra: dict[str, Any]) -> None:
+                        cfg: TrainConfig, stage: str, state: dict[str, Any], extra: dict[str, Any],
+                        other_ranks: dict[str, torch.Tensor] | None = None) -> None:
     """Checkpoint a training stage: weights, optimiser, the loop's generators (and the global one it forked),
-    the source's state and fingerprint, the config and the loop's progress (``state``)."""
-    rng = {"shuffle": gens.shuffle.get_state(), "samples": gens.samples.get_state(), "global": torch.get_rng_state()}
+    the source's state and fingerprint, the config and the loop's progress (``state``); in data-parallel
+    training also the other ranks' generator states (``other_ranks``: ``"samples@R"``, ``"global@R"``)."""
+    rng = {"shuffle": gens.shuffle.get_state(), "samples": gens.samples.get_state(), "global": torch.get_rng_state(),
+           **(other_ranks or {})}
     save_checkpoint(path, {
         **extra, "stage": stage, "train_config": asdict(cfg), "data_fingerprint": source.fingerprint(),
         "model": flow.state_dict(), "optimizer": opt.state_dict(), "rng": rng, "source": source.state_dict(),
@@ -145,7 +148,7 @@ def restore_training_state(path: Path, flow: Flow, opt: torch.optim.Optimizer, g
     """
     ckpt = read_checkpoint(path)
     saved = ckpt.get("train_config")
-    if saved is None or ckpt["optimizer"] is None or set(ckpt["rng"]) != {"shuffle", "samples", "global"}:
+    if saved is None or ckpt["optimizer"] is None or not {"shuffle", "samples", "global"} <= set(ckpt["rng"]):
         raise BoltzflowError(f"{path} holds no training state to resume from; use a new output folder")
     if flow_spec is not None and ckpt.get("flow_spec") != flow_spec:
         raise BoltzflowError(f"checkpoint {path} holds a different flow architecture; use a new output folder")

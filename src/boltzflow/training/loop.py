@@ -17,6 +17,10 @@ state the loop used before it owned its generators, so older runs are reproduced
 :func:`fit` is the data-tensor front end: a :class:`~boltzflow.training.sources.DatasetSource` with
 ``cfg.batch_size`` and ``cfg.val_fraction``, best epoch by validation loss, a progress bar and, beside the
 checkpoint, ``metrics.jsonl``.
+
+Under torchrun (:mod:`boltzflow.training.distributed`) the same loop trains data-parallel: each rank takes its part
+of every global batch, gradients are averaged over the ranks after backward, every rank takes the same step, the
+sample generators get per-rank seeds and rank 0 alone writes checkpoints and logs. One process runs as before.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from torch import Tensor
 
 from boltzflow.errors import BoltzflowError
 from boltzflow.flows.flow import Flow
-from boltzflow.training.checkpoint import restore_training_state, save_training_state
+from boltzflow.training import distributed
+from boltzflow.training.checkpoint import read_checkpoint, restore_training_state, save_training_state
 from boltzflow.training.config import TrainConfig
 from boltzflow.training.losses import StepContext, call_loss
 from boltzflow.training.reporters import MetricsLog, ProgressBar, Reporter, StageInfo
@@ -146,25 +151,40 @@ def train(
     if not params:
         raise ValueError("the flow has no parameters to train")
     device = params[0].device
+    ranks = distributed.active()
+    own_seed = cfg.seed
+    if ranks is not None:  # data-parallel: rank 0's weights and checkpoint path, this rank's share of the batches
+        distributed.broadcast_module(flow)
+        source.shard(ranks.rank, ranks.world_size)
+        path = None if path is None else Path(distributed.broadcast_object(str(path)))
+        reporters = reporters if ranks.is_main else ()
+        own_seed = distributed.rank_seed(cfg.seed, ranks.rank)
     gens = Generators(torch.Generator().manual_seed(cfg.seed),
-                      torch.Generator(device=device).manual_seed(cfg.seed))
+                      torch.Generator(device=device).manual_seed(own_seed))
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
-        torch.set_rng_state(torch.Generator().manual_seed(cfg.seed).get_state())  # for context-free losses
+        torch.set_rng_state(torch.Generator().manual_seed(own_seed).get_state())  # for context-free losses
         source.start(gens)
         state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best_val": math.inf, "best_epoch": -1,
                                  "skipped": 0, "best_model": None}
-        if path is not None and path.exists():
+        resume = path is not None and path.exists()
+        if ranks is not None:
+            resume = distributed.broadcast_object(resume)
+        if resume:
             state = restore_training_state(path, flow, opt, gens, source, cfg, extra.get("flow_spec"))
-        run = _Run(flow, loss_fn, source, cfg, opt, gens, stage, list(reporters))
+            if ranks is not None:
+                distributed.restore_states(read_checkpoint(path)["rng"], _rank_generators(gens), ranks.rank, path)
+        run = _Run(flow, loss_fn, source, cfg, opt, gens, stage, list(reporters), ranks)
         for r in run.reporters:
             r.start(StageInfo(stage, state["epoch"], state["step"], cfg.epochs))
         try:
             for epoch in range(state["epoch"], cfg.epochs):
                 run.epoch(epoch, state)
                 if path is not None and (state["epoch"] % cfg.checkpoint_every == 0 or state["epoch"] == cfg.epochs):
-                    save_training_state(path, flow, opt, gens, source, cfg, stage, state, extra)
+                    others = None if ranks is None else distributed.gather_states(_rank_generators(gens))
+                    if ranks is None or ranks.is_main:
+                        save_training_state(path, flow, opt, gens, source, cfg, stage, state, extra, others)
         finally:
             for r in run.reporters:
                 r.close()
@@ -179,13 +199,20 @@ def train(
                      time.perf_counter() - t0)
 
 
+def _rank_generators(gens: Generators) -> dict[str, torch.Generator | None]:
+    """The streams that differ between ranks (None: the forked global generator)."""
+    return {"samples": gens.samples, "global": None}
+
+
 class _Run:
     """The pieces of one stage, and one epoch of it."""
 
     def __init__(self, flow: Flow, loss_fn: LossFn, source: Source, cfg: TrainConfig, opt: torch.optim.Optimizer,
-                 gens: Generators, stage: str, reporters: list[Reporter]) -> None:
+                 gens: Generators, stage: str, reporters: list[Reporter],
+                 ranks: distributed.Ranks | None = None) -> None:
         self.flow, self.loss_fn, self.source, self.cfg, self.opt = flow, loss_fn, source, cfg, opt
-        self.gens, self.stage, self.reporters = gens, stage, reporters
+        self.gens, self.stage, self.reporters, self.ranks = gens, stage, reporters, ranks
+        self.rows = 0  # rows of the last step's (global) batch
 
     def epoch(self, epoch: int, state: dict[str, Any]) -> None:
         """Train one epoch, score it, keep the best weights, report; updates ``state`` in place."""
@@ -202,8 +229,8 @@ class _Run:
             if record["skipped"]:
                 skipped += 1
             else:
-                total += record["loss"] * batch_length(batch)
-                count += batch_length(batch)
+                total += record["loss"] * self.rows
+                count += self.rows
         if steps and skipped == steps:
             raise BoltzflowError(
                 f"stage {self.stage!r}: all {steps} steps of epoch {epoch} were skipped (non-finite loss or "
@@ -227,12 +254,17 @@ class _Run:
 
     def step(self, batch: Any, ctx: StepContext, lr: float) -> dict[str, Any]:
         """One optimiser step (skipped, with the gradient dropped, when the loss or its gradient is not finite)."""
-        loss = call_loss(self.loss_fn, self.flow, batch, ctx)
-        record = {"stage": ctx.stage, "epoch": ctx.epoch, "step": ctx.step, "loss": float(loss.detach()), "lr": lr,
+        if self.ranks is None:
+            loss = call_loss(self.loss_fn, self.flow, batch, ctx)
+            value, finite, self.rows = float(loss.detach()), bool(torch.isfinite(loss)), batch_length(batch)
+            if finite:  # guard: a non-finite loss never reaches the weights
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+        else:
+            value, finite = self.distributed_backward(batch, ctx)
+        record = {"stage": ctx.stage, "epoch": ctx.epoch, "step": ctx.step, "loss": value, "lr": lr,
                   "grad_norm": math.nan, "skipped": True, **ctx.metrics}
-        if torch.isfinite(loss):  # guard: a non-finite loss never reaches the weights
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+        if finite:
             max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
             grad_norm = torch.nn.utils.clip_grad_norm_(self.flow.parameters(), max_norm)
             record["grad_norm"] = float(grad_norm)
@@ -245,13 +277,32 @@ class _Run:
             r.step(record)
         return record
 
+    def distributed_backward(self, batch: Any, ctx: StepContext) -> tuple[float, bool]:
+        """This rank's backward pass, then the gradients averaged over the ranks: ``(global loss, finite)``."""
+        self.opt.zero_grad(set_to_none=True)
+        rows = batch_length(batch)
+        loss = call_loss(self.loss_fn, self.flow, batch, ctx) if rows else None
+        if loss is not None and torch.isfinite(loss):
+            loss.backward()
+        elif loss is not None:  # a non-finite loss here makes the global loss non-finite: every rank skips
+            loss = loss.detach()
+        value, self.rows = distributed.average_gradients(self.flow.parameters(), loss, rows)
+        finite = math.isfinite(value)
+        if not finite:
+            self.opt.zero_grad(set_to_none=True)
+        return value, finite
+
     @torch.no_grad()
     def validate(self, batches: list[Any], epoch: int, step: int) -> float:
         """Row-weighted mean loss over the validation batches, in eval mode."""
         self.flow.eval()
         total, count = 0.0, 0
         for batch in batches:
+            if batch_length(batch) == 0:  # a rank's empty share of a short batch
+                continue
             ctx = StepContext(step, epoch, self.stage, self.gens.samples, {})
             total += float(call_loss(self.loss_fn, self.flow, batch, ctx)) * batch_length(batch)
             count += batch_length(batch)
+        if self.ranks is not None:
+            total, count = distributed.sum_over_ranks([total, count], next(self.flow.parameters()))
         return total / count

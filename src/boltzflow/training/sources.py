@@ -13,6 +13,9 @@
 
 Every source takes its randomness from the generator the loop passes in (never torch's global generator) and
 reports a ``fingerprint`` that the loop stores in checkpoints, so resuming with other data is refused.
+
+Data-parallel training calls ``shard(rank, world_size)`` first: a dataset serves rows ``rank::world_size`` of each
+global batch (every rank walks the same permutation), flow samples come ``batch_size / world_size`` per rank.
 """
 
 from __future__ import annotations
@@ -93,6 +96,12 @@ class Source:
         """JSON-able identity of the source, compared when a checkpoint is resumed."""
         return {"kind": type(self).__name__}
 
+    def shard(self, rank: int, world_size: int) -> None:
+        """Serve rank ``rank``'s share of every batch from now on (data-parallel training); this default refuses."""
+        if world_size != 1:
+            raise BoltzflowError(f"{type(self).__name__} cannot be split across {world_size} processes yet; "
+                                 "train with one process")
+
     def state_dict(self) -> dict[str, Tensor]:
         """Tensors to checkpoint (empty when the source has no state)."""
         return {}
@@ -127,6 +136,10 @@ class DatasetSource(Source):
         self.x, self.val_fraction, self.keep_best = x, float(val_fraction), bool(keep_best)
         self.train, self.val = x, x[:0]
         self._sha256: str | None = None
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> None:
+        self.rank, self.world_size = int(rank), int(world_size)
 
     def start(self, generators: Generators) -> None:
         perm = torch.randperm(len(self.x), generator=generators.shuffle).to(self.x.device)
@@ -138,17 +151,20 @@ class DatasetSource(Source):
     def batches(self, flow: Flow, generators: Generators) -> Iterator[Tensor]:
         perm = torch.randperm(len(self.train), generator=generators.shuffle).to(self.train.device)
         for start in range(0, len(self.train), self.batch_size):
-            yield self.train[perm[start : start + self.batch_size]]
+            idx = perm[start : start + self.batch_size]
+            yield self.train[idx if self.world_size == 1 else idx[self.rank :: self.world_size]]
 
     def validation_batches(self) -> list[Tensor] | None:
         if len(self.val) == 0:
             return None
-        return [self.val[s : s + self.batch_size] for s in range(0, len(self.val), self.batch_size)]
+        batches = [self.val[s : s + self.batch_size] for s in range(0, len(self.val), self.batch_size)]
+        return batches if self.world_size == 1 else [b[self.rank :: self.world_size] for b in batches]
 
     def fingerprint(self) -> dict[str, Any]:
         if self._sha256 is None:
             self._sha256 = tensor_sha256(self.x)
-        return {"kind": "dataset", "sha256": self._sha256, "shape": list(self.x.shape), "dtype": str(self.x.dtype)}
+        out = {"kind": "dataset", "sha256": self._sha256, "shape": list(self.x.shape), "dtype": str(self.x.dtype)}
+        return out if self.world_size == 1 else {**out, "processes": self.world_size}
 
 
 def tensor_sha256(x: Tensor) -> str:
@@ -178,10 +194,15 @@ class FlowSampleSource(Source):
         self.batch_size = _check_count("batch_size", batch_size)
         self.steps_per_epoch = _check_count("steps_per_epoch", steps_per_epoch)
         self.reparameterized = bool(reparameterized)
+        self.rank, self.world_size, self.local_batch = 0, 1, self.batch_size
+
+    def shard(self, rank: int, world_size: int) -> None:
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.local_batch = self.batch_size // world_size + (rank < self.batch_size % world_size)
 
     def batches(self, flow: Flow, generators: Generators) -> Iterator[SampleBatch]:
         for _ in range(self.steps_per_epoch):
-            yield self.draw(flow, generators.samples, self.batch_size)
+            yield self.draw(flow, generators.samples, self.local_batch)
 
     def draw(self, flow: Flow, generator: torch.Generator, n: int) -> SampleBatch:
         """``n`` samples; with gradients through the samples when the source is reparameterised."""
@@ -189,8 +210,9 @@ class FlowSampleSource(Source):
             return draw_samples(flow, self.energy, n, generator)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"kind": "flow_samples", "batch_size": self.batch_size, "steps_per_epoch": self.steps_per_epoch,
-                "reparameterized": self.reparameterized}
+        out = {"kind": "flow_samples", "batch_size": self.batch_size, "steps_per_epoch": self.steps_per_epoch,
+               "reparameterized": self.reparameterized}
+        return out if self.world_size == 1 else {**out, "processes": self.world_size}
 
 
 def draw_samples(flow: Flow, energy: EnergyFn, n: int, generator: torch.Generator | None) -> SampleBatch:
