@@ -181,3 +181,14 @@ def test_smooth_maps_round_trip_to_1e_10_with_steep_random_parameters(make):
     diff = torch.remainder(x_back - x + math.pi, 2 * math.pi) - math.pi if m.periodic else x_back - x
     assert diff.abs().max() < 1e-10
     torch.testing.assert_close(ld_back, -ld, atol=1e-8, rtol=0)
+
+
+def test_the_root_keeps_the_dtype_of_y_whatever_the_default_dtype():
+    """float32 targets give a float32 root while float64 is the default dtype (as in this suite) and vice versa."""
+    fn = lambda x, a: x + a[..., 0] * x**3  # noqa: E731  increasing on [0, 1]
+    for dtype in (torch.float32, torch.float64):
+        y = torch.linspace(0.1, 1.5, 5, dtype=dtype)
+        a = torch.full((5, 1), 0.5, dtype=dtype)
+        x = invert(fn, y, (a,), 0.0, 1.0, bins=4)
+        assert x.dtype == dtype
+        torch.testing.assert_close(fn(x, a), y, rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-12)

@@ -204,7 +204,8 @@ def test_dataset_shards_make_up_the_global_batches():
 
 def test_flow_sample_shares_add_up_and_the_replay_buffer_refuses():
     from boltzflow.errors import BoltzflowError
-    from boltzflow.training.sources import FlowSampleSource, ReplayBuffer
+    from boltzflow.training.replay import ReplayBuffer
+    from boltzflow.training.sources import FlowSampleSource
 
     shares = []
     for rank in range(4):

@@ -13,9 +13,6 @@ from boltzflow.flows.cnf import CNF, IsotropicNormal, rademacher
 from boltzflow.training.fisher_rao import (
     BoltzmannCurve,
     FisherRaoModel,
-    GradientVelocity,
-    TimeMLP,
-    TimeScalar,
     build_model,
     continuity_residual,
     gradient_flow_velocity,
@@ -31,6 +28,7 @@ from boltzflow.training.fisher_rao_fit import (
     sample_curve,
 )
 from boltzflow.training.fisher_rao_gmm import ExactOUPath, GaussianMixture
+from boltzflow.training.fisher_rao_nets import GradientVelocity, TimeMLP, TimeScalar
 
 SIGMA0 = 1.3
 

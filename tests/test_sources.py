@@ -14,7 +14,8 @@ from boltzflow.flows.flow import Flow
 from boltzflow.training.config import TrainConfig
 from boltzflow.training.loop import train
 from boltzflow.training.losses import sample_reverse_kl, weighted_nll
-from boltzflow.training.sources import DatasetSource, FlowSampleSource, Generators, ReplayBuffer
+from boltzflow.training.replay import ReplayBuffer
+from boltzflow.training.sources import DatasetSource, FlowSampleSource, Generators
 
 TARGET_M = torch.tensor([1.0, -0.5], dtype=torch.float64)
 TARGET_S = torch.tensor([0.5, 1.0], dtype=torch.float64)

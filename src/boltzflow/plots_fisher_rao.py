@@ -65,6 +65,41 @@ def learned_speeds(panels: Sequence[tuple[str, Mapping[str, tuple[np.ndarray, np
     return fig
 
 
+def teleport_summary(
+    times: np.ndarray,
+    linear: Mapping[float, np.ndarray],
+    ou: Mapping[float, np.ndarray],
+    panels: Sequence[tuple[str, Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]],
+) -> Figure:
+    """The teleportation figure: exact 1-D speeds (first panel) beside the speeds along learned paths (one each).
+
+    Args:
+        times: times of the exact speeds, shape (T,).
+        linear: m -> exact speeds along the linear path, shape (T,).
+        ou: m -> exact speeds along the OU path, shape (T,).
+        panels: ``(title, {label: (times (T',), mean (T',), sd (T',))})`` per learned target.
+    """
+    fig = Figure(figsize=(4.6 * (1 + len(panels)), 4.8), layout="constrained")
+    axes = fig.subplots(1, 1 + len(panels), squeeze=False)[0]
+    for m, color in zip(sorted(linear), ("tab:blue", "tab:orange", "tab:red", "tab:purple"), strict=False):
+        axes[0].plot(times, linear[m], color=color, label=f"exact 1-D, linear, m={m:g}")
+        axes[0].plot(times, ou[m], color=color, ls="--", label=f"exact 1-D, OU, m={m:g}")
+    axes[0].set_title(r"exact: $N(0,1) \to 0.8N(0,1)+0.2N(m,1)$", fontsize=9)
+    palette, colors = ["tab:green", "tab:purple", "tab:brown", "black", "tab:pink", "tab:gray"], {}
+    for ax, (title, curves) in zip(axes[1:], panels, strict=True):
+        for label, (t, mean, sd) in curves.items():
+            color = colors.setdefault(label, palette[len(colors) % len(palette)])  # one colour per label
+            ax.plot(t, mean, label=label, color=color)
+            ax.fill_between(t, np.maximum(mean - sd, 1e-12), mean + sd, alpha=0.25, color=color)
+        ax.set_title(title, fontsize=9)
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_xlabel("path time t (dimensionless)")
+        ax.set_ylabel(r"speed $\|v_t\|_{L^2(\rho_t)}$ (reduced units)")
+    legend_below(fig, axes)
+    return fig
+
+
 def samples_2d(panels: Sequence[tuple[str, np.ndarray]], means: np.ndarray | None = None, lim: float = 50) -> Figure:
     """Scatter plots of 2-D samples, one panel each, with the target's means marked.
 

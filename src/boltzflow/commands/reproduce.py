@@ -10,6 +10,7 @@ recipes:
   alanine-cartesian   paper 001 §6.3: Table 2 and Figure 4 (Cartesian RealNVP, collision penalty, remedies)
   two-particle-bg     Boltzmann-generator mode on the two-particle system: reweighted mean r vs quadrature
   alanine-bg          Boltzmann generator for alanine dipeptide in internal coordinates (NLL + reverse KL, ESS)
+  smooth-flows        paper 004: smooth vs spline flows, force matching (Table 1), flows as NVE potentials
 
 --quick is a small run for demos (minutes); --full uses the paper's sizes. Any field of the recipe can be
 changed with --set KEY=VALUE (e.g. --set stages.0.epochs=5, --set only_case=eps0.1 for one two-particle row,

@@ -6,6 +6,15 @@ PDB, force field and temperature; --pdb takes any all-atom PDB instead.
 Examples:
   boltzflow simulate alanine-dipeptide --replicas 6 --ns 10 --out runs/ala
   boltzflow simulate --pdb mol.pdb --forcefield amber14-all.xml implicit/obc2.xml --ns 1 --out runs/mol
+  boltzflow simulate --potential flow.safetensors --ns 0.005 --timestep-fs 1 --friction 0 --out runs/flow-nve
+
+--potential FLOW.safetensors runs the dynamics in torch on a trained flow's potential U = kT (-log q(x))
+(paper 004 §6.5; see boltzflow.samplers.flow_potential), for the molecule of the checkpoint (or SYSTEM): each
+replica starts from its own flow sample, gets Maxwell-Boltzmann velocities, runs --equilibrate-ps of Langevin
+(at --friction, or 10/ps when --friction is 0) and then --ns at --friction, where 0 means NVE velocity Verlet.
+No constraints (the flow models every bond); not resumable (an existing run needs --force). Output: the same
+DIR/topology.pdb, DIR/replica-NN.xtc and DIR/replica-NN/chunk-00000.npz (xyz nm, energy_kj and kinetic_kj
+kJ/mol, time_ps) and DIR/provenance.json.
 
 Output (DIR = --out): DIR/topology.pdb, DIR/replica-NN.xtc (one trajectory per replica, readable by mdtraj
 and VMD together with topology.pdb), DIR/replica-NN/chunk-NNNNN.npz (positions nm, potential energies kJ/mol,
@@ -39,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "or give --pdb"
     )
     p.add_argument("--pdb", metavar="FILE", help="starting structure of any small molecule (instead of SYSTEM)")
+    p.add_argument("--potential", metavar="FLOW", help="a trained flow checkpoint (.safetensors) whose -log q is "
+                   "the potential (torch dynamics instead of OpenMM; see above)")
     p.add_argument(
         "--forcefield",
         nargs="+",
@@ -97,6 +108,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from boltzflow.samplers.md import MDConfig, simulate
 
+    if args.potential is not None:
+        from boltzflow.commands.simulate_flow import run_flow_potential
+
+        return run_flow_potential(args)
     out = writable_dir(args.out, "--out")
     molecule, temperature = _molecule(args)
     config = MDConfig(

@@ -78,7 +78,8 @@ def grid_search(
     target = y.unsqueeze(-1)
     lo, width = torch.full_like(target, low), (high - low)
     for _ in range(n_rounds(bins, tol)):
-        below = (fn(lo + width * inner, *grid_params) < target).sum(-1, keepdim=True)
+        below = (fn(lo + width * inner, *grid_params) < target).sum(-1, keepdim=True).to(lo.dtype)  # not int64:
+        # float * int64 tensor would promote to the *default* dtype, not y's
         lo = lo + (width / bins) * below  # the bin [lo + w i / K, lo + w (i + 1) / K] where F crosses y
         width = width / bins
     ends = fn(torch.cat([lo, lo + width], dim=-1), *grid_params)

@@ -39,6 +39,7 @@ them in a JSON-able spec, the ``build_*`` functions rebuild the flow from it).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -206,7 +207,17 @@ def ic_smooth_flow(
     return _ic_flow(zmatrix, stats, n_layers, make_map, hidden, activation, smooth=True)
 
 
-def _spec(kind: str, zmatrix: ZMatrix, stats: ICStats, config: dict[str, Any], info: dict[str, Any]) -> dict:
+def _spec(kind: str, build: Callable[..., Flow], zmatrix: ZMatrix, stats: ICStats, args: tuple[Any, ...],
+          kwargs: dict[str, Any]) -> dict[str, Any]:
+    """JSON-able spec of ``build(zmatrix, stats, *args, **kwargs)``: the builder's own parameters (defaults
+    filled in from its signature, so the parameter list lives in one place) go to ``config``, every other
+    keyword to ``info``."""
+    names = set(inspect.signature(build).parameters)
+    info = {k: v for k, v in kwargs.items() if k not in names}
+    bound = inspect.signature(build).bind(zmatrix, stats, *args, **{k: v for k, v in kwargs.items() if k in names})
+    bound.apply_defaults()
+    config = {k: v for k, v in bound.arguments.items() if k not in ("zmatrix", "stats")}
+    config["hidden"] = list(config["hidden"])
     as_list = lambda v: [float(a) for a in torch.as_tensor(v).flatten()]  # noqa: E731
     return {
         "kind": kind,
@@ -217,46 +228,16 @@ def _spec(kind: str, zmatrix: ZMatrix, stats: ICStats, config: dict[str, Any], i
     }
 
 
-def ic_spline_spec(
-    zmatrix: ZMatrix,
-    stats: ICStats,
-    n_layers: int = 4,
-    bins: int = 8,
-    hidden: Sequence[int] = (128, 128),
-    tail_bound: float = 5.0,
-    activation: str = "silu",
-    **info: Any,
-) -> dict[str, Any]:
-    """JSON-able spec of :func:`ic_spline_flow` (kind ``"ic_spline"``); ``info`` is stored as is (molecule)."""
-    config = {"n_layers": n_layers, "bins": bins, "hidden": list(hidden), "tail_bound": tail_bound}
-    return _spec("ic_spline", zmatrix, stats, {**config, "activation": activation}, info)
+def ic_spline_spec(zmatrix: ZMatrix, stats: ICStats, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """JSON-able spec of :func:`ic_spline_flow` (kind ``"ic_spline"``): its arguments after ``stats``, positional
+    or by name; other keywords are stored as is under ``info`` (molecule, ...)."""
+    return _spec("ic_spline", ic_spline_flow, zmatrix, stats, args, kwargs)
 
 
-def ic_smooth_spec(
-    zmatrix: ZMatrix,
-    stats: ICStats,
-    n_layers: int = 4,
-    components: int = 8,
-    hidden: Sequence[int] = (128, 128),
-    activation: str = "silu",
-    ramp_power: int = 1,
-    analytic_density: bool = True,
-    fixed_periodic_scale: float | None = None,
-    bisection_bins: int | None = None,
-    **info: Any,
-) -> dict[str, Any]:
-    """JSON-able spec of :func:`ic_smooth_flow` (kind ``"ic_smooth"``); ``info`` is stored as is (molecule)."""
-    config = {
-        "n_layers": n_layers,
-        "components": components,
-        "hidden": list(hidden),
-        "activation": activation,
-        "ramp_power": ramp_power,
-        "analytic_density": analytic_density,
-        "fixed_periodic_scale": fixed_periodic_scale,
-        "bisection_bins": bisection_bins,
-    }
-    return _spec("ic_smooth", zmatrix, stats, config, info)
+def ic_smooth_spec(zmatrix: ZMatrix, stats: ICStats, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """JSON-able spec of :func:`ic_smooth_flow` (kind ``"ic_smooth"``): its arguments after ``stats``, positional
+    or by name; other keywords are stored as is under ``info`` (molecule, ...)."""
+    return _spec("ic_smooth", ic_smooth_flow, zmatrix, stats, args, kwargs)
 
 
 def _unpack(config: dict[str, Any], loc: Any, scale: Any) -> tuple[dict[str, Any], ZMatrix, ICStats]:

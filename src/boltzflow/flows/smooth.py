@@ -18,7 +18,9 @@ Building blocks, all on the unit interval:
 
 Parameter constraints (notes §3.4), from K raw outputs each per entry and parameter, in this order:
 weights ``w = softmax``; centres ``b = cumsum(softmax)`` in (0, 1]; scale ``s = exp(tanh)`` in [1/e, e] on
-the interval and ``s = exp(sigmoid)`` in [1, e] on the circle; admixture ``c = 1e-6 + (1 - 1e-6) sigmoid``;
+the interval and ``s = exp(sigmoid)`` in [1, e] on the circle; admixture ``c = 1e-6 + (1 - 1e-6) sigmoid(raw + 3)``
+(the official code has no offset; with it, the all-zero raw output of a zero-initialised conditioner gives
+c = 0.953, a near-identity start like the splines', and the range of c is unchanged);
 steepness ``a = a0 + 10 sigmoid`` with ``a0`` the unimodality threshold of the bump (0.8656721 for k = 1,
 0.3052033 for k = 2).
 
@@ -48,6 +50,7 @@ from boltzflow.flows.elementwise import CircleMap, Elementwise, Params
 ALPHA_MAX = 10.0
 ALPHA0 = {1: 0.8656721, 2: 0.3052033}  # bump of the smooth step unimodal above these (notes §3.1)
 MIN_ADMIXTURE = 1e-6
+ADMIXTURE_OFFSET = 3.0  # raw admixture 0 -> c = 0.953: a zero-initialised conditioner starts near the identity
 OFFICIAL_PERIODIC_SCALE = math.exp(1 / (1 + math.e))  # exp(sigmoid(-1)) = 1.3086
 
 
@@ -168,6 +171,7 @@ class _Mixture:
 
     def _constrain(self, raw: Params) -> dict[str, Tensor]:
         w, b, s, c, alpha = raw
+        c = c + ADMIXTURE_OFFSET
         sig_c = torch.sigmoid(c)
         return {
             "w": torch.softmax(w, -1),

@@ -44,8 +44,10 @@ RUNNERS: dict[str, str] = {
     "alanine-cartesian": "boltzflow.experiments.alanine_cartesian",
     "two-particle-bg": "boltzflow.experiments.two_particle_bg",
     "alanine-bg": "boltzflow.experiments.alanine_bg",
+    "fisher-rao": "boltzflow.experiments.fisher_rao",  # paper 003: learned Boltzmann curves (issue 16)
     "model-baselines": "boltzflow.experiments.model_baselines",
     "bg": "boltzflow.experiments.bg",  # any registered system with an exact sampler or sample reference
+    "smooth-flows": "boltzflow.experiments.smooth_flows",
     "cmt": "boltzflow.experiments.cmt",  # CMT and its baselines at one energy budget (cmt-* recipes)
 }
 

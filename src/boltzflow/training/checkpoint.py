@@ -17,7 +17,6 @@ Shipped models (``boltzflow/data/<name>.safetensors``) are found by name: :func:
 from __future__ import annotations
 
 import sys
-import zipfile
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -30,6 +29,7 @@ from boltzflow.flows.flow import Flow
 from boltzflow.flows.spec import build_flow
 from boltzflow.io import check_input_file, read_safetensors, save_safetensors
 from boltzflow.training.config import TrainConfig
+from boltzflow.training.file_format import is_pickle
 from boltzflow.training.sources import Generators, Source
 
 FORMAT = "boltzflow-checkpoint"
@@ -69,7 +69,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         BoltzflowError: missing, unreadable, an old pickle checkpoint, or not a boltzflow checkpoint.
     """
     path = check_input_file(path, "checkpoint")
-    if _is_pickle(path):
+    if is_pickle(path):
         raise BoltzflowError(
             f"{path} is an old pickle checkpoint (format v1), which boltzflow no longer loads because unpickling "
             f"can run code; if you trust the file, convert it with: python -m boltzflow.training.checkpoint "
@@ -203,34 +203,6 @@ def resolve_checkpoint(spec: str | Path) -> Path:
         return shipped[str(spec)]
     names = ", ".join(sorted(shipped)) or "none"
     raise BoltzflowError(f"checkpoint not found: {p} (it is no file, nor a shipped model: {names})")
-
-
-def _is_pickle(path: Path) -> bool:
-    """True for a raw pickle or a ``torch.save`` zip archive (one holding a ``data.pkl``); nothing is unpickled."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-        f.seek(0)
-        first = f.read(9)
-    if _looks_like_safetensors(path, first):
-        return False
-    if head.startswith(b"\x80"):
-        return True
-    if head != b"PK\x03\x04":
-        return False
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(name.endswith("data.pkl") for name in z.namelist())
-    except zipfile.BadZipFile:
-        return False
-
-
-def _looks_like_safetensors(path: Path, first: bytes) -> bool:
-    """True when ``first`` (the file's first 9 bytes) is a safetensors header: a little-endian u64 length that
-    fits in the file, then ``{``. Checked before the pickle magic because a header length whose low byte is
-    0x80 starts with the pickle protocol byte."""
-    if len(first) < 9 or first[8:9] != b"{":
-        return False
-    return 8 + int.from_bytes(first[:8], "little") <= path.stat().st_size
 
 
 def _flatten_optimizer(state_dict: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:

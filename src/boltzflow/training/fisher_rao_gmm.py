@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from boltzflow.training.fisher_rao import time_column
+from boltzflow.training.fisher_rao_nets import time_column
 
 
 class GaussianMixture(nn.Module):
