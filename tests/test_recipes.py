@@ -19,19 +19,25 @@ from boltzflow.recipes import RUNNERS, dump_recipe, load_recipe, recipe_names, r
 from boltzflow.recipes.schema import to_table
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "boltzflow"
-SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "fisher-rao", "model-baselines", "smooth-flows",
-           "two-particle", "two-particle-bg"]
+SHIPPED = ["alanine-bg", "alanine-cartesian", "alanine-dihedrals", "cmt-alanine", "cmt-gmm40", "cmt-manywell32",
+           "cmt-tetrapeptide", "fisher-rao", "model-baselines", "smooth-flows", "two-particle", "two-particle-bg"]
+SHARED_RUNNERS = {"cmt"}  # runners with several recipes: only one of them can be the runner's default config
 # a short-training override per recipe (the --print-config round trip)
 SHORT = {"alanine-dihedrals": "models.1.stages.0.epochs=3", "model-baselines": "targets.0.nll.epochs=3",
-         "fisher-rao": "training.steps=3", "smooth-flows": "training.epochs=3"}
+         "fisher-rao": "training.steps=3", "smooth-flows": "training.epochs=3",
+         **{f"cmt-{s}": "cmt.fit.steps=3" for s in ("alanine", "gmm40", "manywell32", "tetrapeptide")}}
 
 
 def test_the_shipped_reproductions_are_recipes_with_quick_and_smoke_presets():
-    assert recipe_names() == SHIPPED and sorted(RUNNERS) == sorted([*SHIPPED, "bg"])
+    assert recipe_names() == SHIPPED
+    assert sorted(RUNNERS) == sorted({load_recipe(n).runner for n in SHIPPED} | {"bg"})
     for name in SHIPPED:
+        runner = load_recipe(name).runner
         full, quick, smoke = (load_recipe(name, s).config for s in ("full", "quick", "smoke"))
-        assert full != quick != smoke and full == type(full)()  # the file's full scale is the runner's default
-        assert not hasattr(runner_module(name), "scale")  # no scale() ladders left: presets live in the TOML
+        assert full != quick != smoke
+        if runner not in SHARED_RUNNERS:
+            assert full == type(full)()  # the file's full scale is the runner's default
+        assert not hasattr(runner_module(runner), "scale")  # no scale() ladders left: presets live in the TOML
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -76,7 +82,7 @@ def test_run_file_writes_the_outputs_and_the_resolved_recipe(tmp_path, capsys):
 ZERO_OK = {"seed", "seeds", "weight_decay", "val_fraction", "nll_weight", "kl_weight", "iw_weight", "force_weight",
            "lam", "smooth_lam", "softcore_eps", "alpha_l_seed_runs", "alpha_l_seed_frames", "deadline_minutes",
            "model_metrics_n", "trajectory_fraction", "kl_weights", "force_weights", "equilibrate_ps", "langevin_ps",
-           "n_saved"}
+           "n_saved", "n_final"}
 
 
 def numeric_fields(table: dict, prefix: tuple = ()) -> list[tuple]:
@@ -377,6 +383,6 @@ def test_recipe_configs_are_dataclasses_with_validated_numbers():
         assert dataclasses.is_dataclass(cfg)
         stage = (cfg.training if name == "fisher-rao" else cfg.stages[0] if hasattr(cfg, "stages")
                  else cfg.targets[0].nll if hasattr(cfg, "targets") else cfg.training if hasattr(cfg, "training")
-                 else cfg.models[0].stages[0])
+                 else cfg.reverse_kl if hasattr(cfg, "cmt") else cfg.models[0].stages[0])
         with pytest.raises(ValueError):
             dataclasses.replace(stage, lr=-1.0)

@@ -48,6 +48,7 @@ RUNNERS: dict[str, str] = {
     "model-baselines": "boltzflow.experiments.model_baselines",
     "bg": "boltzflow.experiments.bg",  # any registered system with an exact sampler or sample reference
     "smooth-flows": "boltzflow.experiments.smooth_flows",
+    "cmt": "boltzflow.experiments.cmt",  # CMT and its baselines at one energy budget (cmt-* recipes)
 }
 
 

@@ -217,12 +217,24 @@ def solve_dual(
 
     t, iterations = terms(theta), 0
     while _kkt_residual(theta, t.grad, active) > tol and iterations < max_iter:
-        new, t = _line_search(theta, t, _newton_direction(t, _free(theta, t.grad, active)), terms)
+        new, t = _line_search(theta, t, _bounded(theta, _newton_direction(t, _free(theta, t.grad, active))), terms)
         iterations += 1
         if torch.equal(new, theta):  # no ascent possible at this precision
             break
         theta = new
     return _solution(theta, t, log_q, lv, active, tol, iterations)
+
+
+def _bounded(theta: Tensor, d: Tensor, growth: float = 10.0) -> Tensor:
+    """The Newton direction shortened (same direction) so that no multiplier grows beyond ``growth * (θ + 1)``.
+
+    When the buffer's weights sit on a handful of points (a molecule's first steps: energies spread over
+    thousands of kT), the Hessian is nearly singular and the raw Newton step is astronomically long; bounding it
+    lets λ climb geometrically, a decade per iteration, to the scale where the Hessian is informative again.
+    """
+    limit = growth * (theta + 1.0)
+    ratio = float(torch.where(d > 0, d / limit, torch.zeros_like(d)).max())
+    return d / ratio if ratio > 1.0 else d
 
 
 def _line_search(theta: Tensor, t: DualTerms, d: Tensor, terms) -> tuple[Tensor, DualTerms]:

@@ -1,0 +1,167 @@
+"""The pieces of the ``cmt`` runner around the training: the flow, the reference samples, and the report.
+
+* :func:`build_flow_for`: the one initial flow every method starts from. RealNVP on the flat coordinates of a model
+  system, with the system's fixed de-standardisation (:func:`~boltzflow.experiments.baselines.prior_affine`, no
+  samples); for molecules the internal-coordinate spline flow whose statistics are taken from the PDB structure
+  alone (bonds and angles centred on it with the recipe's spreads, every torsion uniform on the circle, as in
+  TA-BG's prior), so no MD frame enters training.
+* :func:`reference_samples`: exact samples (model systems) or evenly spaced frames of a trajectory reference
+  (molecules), for EUBO, NLL and Ramachandran TV only.
+* :func:`method_summary` and :func:`write_report`: one row per method in the format of paper 002 Table 1 (method,
+  target evaluations, EUBO, ESS mean ± sd over draws, Ramachandran TV) plus log Z error, mode coverage and the
+  largest per-mode weight error (GMM-40), energy distance against its floor (model systems with an exact sampler)
+  and the αL population and ΔF with 95 % CI against the umbrella reference (alanine); the ESS-vs-evaluations and
+  learned-schedule figures.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from boltzflow.eval.modes import mode_coverage
+from boltzflow.experiments.baselines import prior_affine
+from boltzflow.experiments.cmt_config import CMTEvaluation, CMTFlow, Config
+from boltzflow.experiments.runner import seeded
+from boltzflow.flows.flow import Flow
+from boltzflow.flows.realnvp import RealNVPConfig, n_parameters
+from boltzflow.flows.spec import build_flow, realnvp_spec
+from boltzflow.io import save_text
+from boltzflow.plots import save
+from boltzflow.plots_cmt import ess_vs_evaluations, learned_schedule
+
+LABELS = {"cmt": "CMT", "reverse-kl": "reverse KL", "ta-bg": "TA-BG"}
+
+
+def build_flow_for(system: Any, f: CMTFlow, seed: int) -> tuple[Flow, dict[str, Any]]:
+    """The seeded initial flow (float32) and its JSON spec (module docstring)."""
+    if f.kind == "realnvp":
+        loc, scale = prior_affine(system)
+        spec = realnvp_spec(RealNVPConfig(dim=system.dim, n_layers=f.n_layers, hidden=list(f.hidden)), loc, scale)
+        return seeded(lambda: build_flow(spec).float(), seed), spec
+    from boltzflow.flows.ic_flow import ICStats, ic_spline_flow, ic_spline_spec
+    from boltzflow.flows.internal import InternalCoordinates
+
+    if system.zmatrix() is None:
+        raise ValueError(f"flow.kind = ic_spline needs a molecule; {system.name} has no Z-matrix")
+    ic = InternalCoordinates(system.zmatrix())
+    q0 = ic.inverse(torch.as_tensor(system.positions(), dtype=torch.float64).flatten()[None])[0][0]
+    scale = torch.ones_like(q0)
+    scale[ic.bond_idx], scale[ic.angle_idx] = f.bond_std, f.angle_std
+    stats = ICStats(q0, scale)
+    spec = ic_spline_spec(ic.zmatrix, stats, f.n_layers, f.bins, f.hidden, molecule=system.name,
+                          x_layout=f"flattened {tuple(system.event_shape)} positions, nm",
+                          statistics="PDB structure (data-free)")
+    return seeded(lambda: ic_spline_flow(ic.zmatrix, stats, f.n_layers, f.bins, f.hidden).float(), seed), spec
+
+
+def reference_samples(system: Any, ev: CMTEvaluation, seed: int) -> torch.Tensor | None:
+    """Reference configurations, flattened (m, dim), float64, or None when the system has no such reference."""
+    if ev.reference == "exact":
+        if not system.has_exact_sampler:
+            return None
+        x = system.sample_exact(ev.n_reference, torch.Generator().manual_seed(seed + 3_000_000))
+    else:
+        refs = system.references()
+        if ev.reference not in refs:
+            raise ValueError(f"evaluation.reference {ev.reference!r}: {system.name} has {', '.join(refs)}")
+        x = torch.as_tensor(np.asarray(refs[ev.reference].load(), dtype=np.float64))
+        x = x[np.linspace(0, len(x) - 1, min(ev.n_reference, len(x))).round().astype(int)]
+    return x.reshape(len(x), system.dim).double()
+
+
+def _mode_errors(system: Any, draws: list[Any]) -> dict[str, Any]:
+    """Per draw: modes covered and max relative weight error |w_k / ref_k - 1| (reweighted), for GMM-40."""
+    ref = system.mode_reference()
+    covered, rel, rel40 = [], [], []
+    for d in draws:
+        cov = mode_coverage(system.mode_of(d.x.reshape(len(d.x), *system.event_shape)), ref, d.log_w)
+        covered.append(cov.n_covered)
+        rel.append(float((cov.weights / cov.reference - 1).abs().max()))
+        rel40.append(float((cov.weights * len(ref) - 1).abs().max()))
+    return {"n_modes": len(ref), "covered": covered, "max_rel_error_vs_cell": rel, "max_rel_error_vs_uniform": rel40}
+
+
+def method_summary(system: Any, name: str, trained: dict[str, Any], metrics: dict[str, Any], draws: list[Any],
+                   cfg: Config) -> dict[str, Any]:
+    """The numbers of one method for results.json and the table."""
+    out = {"method": name, "evals": trained["evals"], "n_params": n_parameters(trained["flow"]),
+           "timing": trained["timing"], "history": trained["history"], "evaluation": metrics}
+    if hasattr(system, "mode_reference"):
+        out["modes_per_draw"] = _mode_errors(system, draws)
+    if "populations" in metrics and "alphaL" in metrics["populations"]:
+        refs = system.references()
+        umb = dict(refs[cfg.evaluation.umbrella].load()) if cfg.evaluation.umbrella in refs else {}
+        out["alpha_l"] = {"population": metrics["populations"]["alphaL"], "delta_f_kt": metrics["delta_f_kt"]["alphaL"],
+                          "umbrella": cfg.evaluation.umbrella if umb else None,
+                          "umbrella_population": umb.get("alpha_l_population"),
+                          "umbrella_population_err": umb.get("alpha_l_population_err")}
+    return out
+
+
+def _pm(v: dict[str, Any], scale: float = 1.0, fmt: str = ".2f") -> str:
+    return f"{scale * v['mean']:{fmt}} ± {scale * v['sd']:{fmt}}"
+
+
+def _row(system: Any, s: dict[str, Any]) -> list[str]:
+    ev = s["evaluation"]
+    eubo = f"{ev['eubo']:.3f}" if "eubo" in ev else "–"
+    row = [LABELS[s["method"]], f"{s['evals']:.3g}", eubo, _pm(ev["ess_fraction"], 100),
+           _pm(ev["ess_fraction_clipped"], 100)]
+    if "ramachandran_tv" in ev:
+        row.append(f"{ev['ramachandran_tv']:.3e}")
+    if "log_z" in ev:
+        row.append(f"{ev['log_z']['error']:+.3f} ± {ev['log_z']['estimate']['sd']:.3f}")
+    if "modes_per_draw" in s:
+        m = s["modes_per_draw"]
+        row += [f"{min(m['covered'])}–{max(m['covered'])} of {m['n_modes']}",
+                f"{100 * max(m['max_rel_error_vs_cell']):.1f} % ({100 * max(m['max_rel_error_vs_uniform']):.1f} %)"]
+    ed = ev.get("model_system", {}).get("energy_distance")
+    if ed:
+        row.append(f"{ed['energy_distance']:.3g} / {ed['energy_distance_floor']:.3g}")
+    if "alpha_l" in s:
+        a = s["alpha_l"]
+        p, f = a["population"], a["delta_f_kt"]
+        ref = a["umbrella_population"]
+        row += [f"{100 * p['mean']:.2f} [{100 * p['lo']:.2f}, {100 * p['hi']:.2f}]",
+                f"{f['mean']:.2f} [{f['lo']:.2f}, {f['hi']:.2f}]",
+                "–" if ref is None else f"{100 * ref:.2f} ± {100 * (a['umbrella_population_err'] or 0):.2f}"]
+    return row
+
+
+def table(system: Any, summaries: dict[str, dict[str, Any]]) -> str:
+    """Markdown table, one row per method (module docstring)."""
+    first = next(iter(summaries.values()))
+    ev = first["evaluation"]
+    head = ["method", "target evals", "EUBO (nats)", "ESS % (mean ± sd over draws)", "ESS % clipped 1e-4"]
+    head += ["Ram TV"] if "ramachandran_tv" in ev else []
+    head += [f"log Z error (exact {ev['log_z']['exact']:.3f})"] if "log_z" in ev else []
+    head += ["modes covered (per draw)", "max mode-weight error vs cell (vs 1/40)"] if "modes_per_draw" in first else []
+    head += ["energy distance / floor (reweighted)"] if ev.get("model_system", {}).get("energy_distance") else []
+    head += ["αL % [95 % CI]", "ΔF αL (kT) [95 % CI]", "αL % umbrella"] if "alpha_l" in first else []
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines += ["| " + " | ".join(_row(system, s)) + " |" for s in summaries.values()]
+    n = ev["n_draws"]
+    return "\n".join(lines) + f"\n\n{system.name}; {n} draws of {ev['n_per_draw']} flow samples per method.\n"
+
+
+def write_report(out: Path, system: Any, cfg: Config, summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """table.md and the figures under ``out``; returns the results dict (without config and provenance)."""
+    curves = {}
+    for name, s in summaries.items():
+        pts = [(r["evals"], r["eval_ess_fraction"]) for r in s["history"] if "eval_ess_fraction" in r]
+        curves[LABELS[name]] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+    save(ess_vs_evaluations(curves, title=f"{system.name}: ESS of {cfg.evaluation.curve_samples} fresh samples"),
+         out / "figures" / "ess_vs_evaluations.png")
+    if "cmt" in summaries:
+        save(learned_schedule(summaries["cmt"]["history"], system.temperature_kelvin, title=f"{system.name}: CMT"),
+             out / "figures" / "learned_schedule.png")
+    text = table(system, summaries)
+    save_text(out / "table.md", text)
+    best = {n: s["evaluation"]["ess_fraction"]["mean"] for n, s in summaries.items()}
+    return {"system": system.name, "budget": cfg.budget, "table": text, "ess_fraction": best,
+            "methods": summaries, "finite": all(math.isfinite(v) for v in best.values())}
