@@ -24,6 +24,7 @@ SOURCES = {
     "umbrella-0.5ns": [DOCS / "alanine-umbrella.json"],
     "umbrella-1ns": [DOCS / "alanine-umbrella-1ns.json"],
     "umbrella-2ns": [DOCS / "alanine-umbrella-2ns" / f"results-s{s}.json" for s in (10, 11)],
+    "umbrella-4ns": [DOCS / "alanine-umbrella-4ns" / f"results-s{s}.json" for s in (10, 11)],
 }
 
 
