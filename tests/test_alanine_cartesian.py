@@ -309,16 +309,21 @@ def test_device_and_deadline_options_are_checked_before_writing(tmp_path, capsys
     else:
         with pytest.raises(BoltzflowError, match="CUDA device"):
             resolve_device(f"cuda:{torch.cuda.device_count()}")
-    cases = [
-        (["alanine-cartesian", "--device", "tpu"], "--device 'tpu' is not a device"),
-        (["two-particle", "--device", "cuda:0"], "runs on the CPU only"),
-        (["alanine-cartesian", "--set", "deadline_minutes=-1"], "deadline_minutes must be a finite number >= 0"),
-        (["two-particle", "--set", "train_only=true"], "unknown key 'train_only'"),
+    cuda_refusal = "runs on the CPU only" if torch.cuda.is_available() else "CUDA is not available"
+    cases = [  # (arguments, message, exit code: 2 where argparse refuses the --device value itself)
+        (["alanine-cartesian", "--device", "tpu"], "'tpu' is not a device", 2),
+        (["two-particle", "--device", "cuda:0"], cuda_refusal, 1 if torch.cuda.is_available() else 2),
+        (["alanine-cartesian", "--set", "deadline_minutes=-1"], "deadline_minutes must be a finite number >= 0", 1),
+        (["two-particle", "--set", "train_only=true"], "unknown key 'train_only'", 1),
     ]
-    for k, (args, message) in enumerate(cases):
+    for k, (args, message, code) in enumerate(cases):
         out = tmp_path / f"out{k}"
-        assert main(["reproduce", *args, "--out", str(out)]) == 1
+        try:
+            rc = main(["reproduce", *args, "--out", str(out)])
+        except SystemExit as stop:  # argparse refuses a bad --device value itself
+            rc = stop.code
         err = capsys.readouterr().err
+        assert rc == code, (args, err)
         assert message in err and err.count("\n") == 1
         assert not out.exists()
 

@@ -49,27 +49,17 @@ TRAINED = ("nll", "penalty", "anneal", "smooth", "penalty_sum")
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:
-    """The torch device named ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (None = cpu).
+    """:func:`boltzflow.runtime.resolve_device` with its one-line error as a :class:`BoltzflowError`.
 
     Raises:
         BoltzflowError: an unknown name, CUDA asked for where torch sees none, or N out of range.
     """
-    if name is None:
-        return torch.device("cpu")
+    from boltzflow.runtime import resolve_device as resolve
+
     try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise BoltzflowError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N") from None
-    if device.type == "cpu":
-        return device
-    if device.type != "cuda":
-        raise BoltzflowError(f"--device {name}: only cpu, cuda and cuda:N are supported")
-    if not torch.cuda.is_available():
-        raise BoltzflowError(f"--device {name}: CUDA is not available to torch {torch.__version__}; use --device cpu")
-    count = torch.cuda.device_count()
-    if device.index is not None and device.index >= count:
-        raise BoltzflowError(f"--device {name}: only {count} CUDA device(s) visible (cuda:0 ... cuda:{count - 1})")
-    return device
+        return resolve(name)
+    except ValueError as err:
+        raise BoltzflowError(str(err)) from None
 
 
 def device_name(device: torch.device) -> str:
