@@ -24,6 +24,7 @@ from boltzflow.training.annealing import (
 from boltzflow.training.cmt.anneal import CMT, CMTConfig, next_exponents
 from boltzflow.training.cmt.harness import BudgetExceeded, CountedTarget, FitConfig, evaluate, fill_buffer, fit_weighted
 from boltzflow.training.cmt.runner import planned_cost, run_method
+from boltzflow.training.md_nll import MDNLLConfig, MDNLLMethod
 
 
 class Mixture2D:
@@ -175,6 +176,8 @@ def tiny_methods():
         "ta-bg": lambda: TemperatureAnnealing(AnnealingConfig(
             reverse_kl=ReverseKLConfig(n_blocks=1, iters=4, batch_size=32, lr=1e-2, temperature_factor=3.0),
             ladder=[2.0, 1.0], n_final=0, n_samples=200, fit=fit)),
+        "md-nll": lambda: MDNLLMethod(MDNLLConfig(n_steps=3, iters=4, batch_size=32, lr=1e-2),
+                                      Mixture2D().sample(300, torch.Generator().manual_seed(2)), "exact"),
     }
 
 
@@ -197,7 +200,7 @@ class StopAt:
         return self._method.step(flow, target, step, generator)
 
 
-@pytest.mark.parametrize("name", ["cmt", "reverse-kl", "ta-bg"])
+@pytest.mark.parametrize("name", ["cmt", "reverse-kl", "ta-bg", "md-nll"])
 def test_a_killed_run_resumes_bit_identically_with_the_same_budget(tmp_path, name):
     make = tiny_methods()[name]
     energy = Mixture2D()

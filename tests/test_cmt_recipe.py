@@ -18,7 +18,7 @@ from boltzflow.recipes import load_recipe
 from boltzflow.systems.registry import get_system
 from boltzflow.training.cmt.anneal import CMT
 
-METHODS = ["cmt", "reverse-kl", "ta-bg"]
+METHODS = ["cmt", "reverse-kl", "ta-bg", "md-nll"]
 
 
 def _run(name, out, *extra):
@@ -29,12 +29,14 @@ def _check_common(out, budget):
     res = json.loads((out / "results.json").read_text())
     assert list(res["methods"]) == METHODS and (out / "recipe.toml").is_file()
     for name, m in res["methods"].items():
-        # the same budget for every method: all of it is spent, up to less than one step of that method
-        assert budget - 1000 < m["evals"] <= budget, (name, m["evals"])
+        # the same budget for every energy-trained method: all of it is spent, up to less than one step of it;
+        # the data-trained md-nll spends none
+        assert (m["evals"] == 0) if name == "md-nll" else (budget - 1000 < m["evals"] <= budget), (name, m["evals"])
         assert m["history"][-1]["evals"] == m["evals"] and "eval_ess_fraction" in m["history"][-1]
         assert len(m["evaluation"]["ess_fraction"]["values"]) == 4
     table = (out / "table.md").read_text().splitlines()
-    assert [row.split("|")[1].strip() for row in table[2:5]] == ["CMT", "reverse KL", "TA-BG"]
+    assert [row.split("|")[1].strip() for row in table[2:6]] == ["CMT", "reverse KL", "TA-BG", "MD NLL"]
+    assert res["methods"]["md-nll"]["training_data"]["training_energy_evaluations"] == 0
     return res, table
 
 

@@ -7,7 +7,8 @@ method of the recipe (:mod:`boltzflow.experiments.cmt_config`):
    against a :class:`~boltzflow.training.cmt.harness.CountedTarget` holding the recipe's budget; checkpoints after
    every step in ``checkpoints/<method>/``, so a killed run resumes at its last finished step (``reproduce`` with
    the same ``--out``); the ESS of fresh samples on an uncounted energy at about ``curve_points`` steps gives the
-   ESS-vs-evaluations curve;
+   ESS-vs-evaluations curve; the data-trained baseline md-nll fits reference samples that are not evaluation
+   samples (:func:`~boltzflow.experiments.cmt_report.training_samples`) and spends no training evaluation;
 2. the evaluation in float64 by :func:`boltzflow.experiments.runner.bg_evaluation` (``n_draws`` independent
    draws scored by :func:`boltzflow.eval.evaluate.evaluate`: ESS mean ± sd, EUBO on reference samples, log Z
    error, mode coverage and energy distance with floor for model systems, Ramachandran TV and basin populations
@@ -30,7 +31,13 @@ import numpy as np
 import torch
 
 from boltzflow.experiments.cmt_config import Config, eval_every
-from boltzflow.experiments.cmt_report import build_flow_for, method_summary, reference_samples, write_report
+from boltzflow.experiments.cmt_report import (
+    build_flow_for,
+    method_summary,
+    reference_samples,
+    training_samples,
+    write_report,
+)
 from boltzflow.experiments.runner import BGEvaluation, bg_evaluation, check_device, finish, start
 from boltzflow.io import save_npz
 from boltzflow.systems.registry import get_system
@@ -55,7 +62,8 @@ class _Logged:
         t0 = time.perf_counter()
         record = self._m.step(flow, target, step, generator)
         if self._enabled:
-            keys = ("lam", "eta", "b", "buffer_ess_fraction", "target_ess_fraction", "reverse_kl", "temperature_factor")
+            keys = ("lam", "eta", "b", "buffer_ess_fraction", "target_ess_fraction", "reverse_kl", "temperature_factor",
+                    "nll_last")
             info = " ".join(f"{k}={record[k]:.4g}" for k in keys if isinstance(record.get(k), float))
             print(f"[{time.strftime('%H:%M:%S')}] {self.name} step {step + 1}/{self.n_steps} evals={target.evals} "
                   f"{time.perf_counter() - t0:.1f}s {info}", file=sys.stderr, flush=True)
@@ -104,7 +112,8 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
     check_device(device, "cmt")
     cfg = config
     system = get_system(cfg.system)
-    methods = cfg.methods_for()
+    train_x, train_source = training_samples(system, cfg, seed) if "md-nll" in cfg.methods else (None, "")
+    methods = cfg.methods_for(train_x, train_source)
     ref_x = reference_samples(system, cfg.evaluation, seed)
     ctx = start(out, seed=seed, progress=progress, force=force, command=command)
     ev = cfg.evaluation
@@ -114,6 +123,9 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
     per_method = {}
     for name, method in methods.items():
         trained = _train(ctx, system, cfg, name, method)
+        if name == "md-nll":
+            trained["training_data"] = {"n_samples": len(train_x), "source": train_source,
+                                        "training_energy_evaluations": 0}
         flow64 = copy.deepcopy(trained["flow"]).double().eval()
         metrics, draws = bg_evaluation(system, flow64, energy, bg_ev, seed + 2_000_000, reference_x=ref_x,
                                        states=_states(system))

@@ -6,7 +6,11 @@ one ``budget`` of training energy evaluations, and the step counts are derived f
 * CMT: ``budget // n_samples`` annealing steps of N samples each (paper 002 Alg. 1);
 * reverse KL: ``budget // (iters * batch_size)`` blocks of Adam steps;
 * TA-BG: the ladder's ``n_ladder + n_final`` importance-weighted steps of ``n_samples`` each, and the rest of the
-  budget as reverse-KL blocks at the high temperature factor ``tau_high`` (notes §1.9).
+  budget as reverse-KL blocks at the high temperature factor ``tau_high`` (notes §1.9);
+* md-nll (the data-trained baseline, :mod:`boltzflow.training.md_nll`): ``md_nll.steps`` blocks of maximum
+  likelihood on reference samples. Training energy evaluations: 0, so its step count is the recipe's and does not
+  come from the budget; the samples it trains on are never the evaluation's
+  (:func:`boltzflow.experiments.cmt_report.training_samples`).
 
 A budget too small for one step of any listed method is a one-line error naming ``budget``.
 """
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+from torch import Tensor
 
 from boltzflow.experiments.stages import positive
 from boltzflow.training.annealing import (
@@ -26,8 +32,9 @@ from boltzflow.training.annealing import (
 )
 from boltzflow.training.cmt.anneal import CMT, CMTConfig
 from boltzflow.training.cmt.harness import FitConfig
+from boltzflow.training.md_nll import MDNLLConfig, MDNLLMethod
 
-METHODS = ("cmt", "reverse-kl", "ta-bg")
+METHODS = ("cmt", "reverse-kl", "ta-bg", "md-nll")
 FLOW_KINDS = ("realnvp", "ic_spline")
 
 
@@ -137,6 +144,35 @@ class TABGSettings:
 
 
 @dataclass
+class MDNLLSettings:
+    """The data-trained baseline: maximum likelihood on reference samples (training energy evaluations: 0).
+
+    Attributes:
+        steps: harness steps (blocks of ``iters`` Adam steps); not derived from the energy budget.
+        iters: Adam steps per block.
+        batch_size: samples per Adam step, drawn uniformly with replacement from the training set.
+        lr: Adam learning rate.
+        clip_norm: gradient-norm clip.
+        n_train: fresh exact samples to train on when ``evaluation.reference`` is "exact" (drawn with a generator
+            distinct from the evaluation's); a trajectory reference trains on all its frames that are not
+            evaluation frames, and this is ignored.
+    """
+
+    steps: int = 10
+    iters: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    clip_norm: float = 100.0
+    n_train: int = 100_000
+
+    def __post_init__(self) -> None:
+        positive(self, "steps", "iters", "batch_size", "lr", "clip_norm", "n_train")
+
+    def config(self) -> MDNLLConfig:
+        return MDNLLConfig(self.steps, self.iters, self.batch_size, self.lr, self.clip_norm)
+
+
+@dataclass
 class CMTEvaluation:
     """How each trained flow is scored.
 
@@ -178,10 +214,10 @@ class Config:
 
     Attributes:
         system: registry name (``boltzflow systems``).
-        methods: which of "cmt", "reverse-kl", "ta-bg" to run, in order, each from the same initial flow.
-        budget: training energy evaluations per method.
+        methods: which of "cmt", "reverse-kl", "ta-bg", "md-nll" to run, in order, each from the same initial flow.
+        budget: training energy evaluations per method (md-nll uses none).
         energy_cap: lin-log cut of training energies above this many kT (Theorem-1 regulariser).
-        flow, cmt, reverse_kl, ta_bg, evaluation: the tables above.
+        flow, cmt, reverse_kl, ta_bg, md_nll, evaluation: the tables above.
     """
 
     system: str = "gmm40"
@@ -192,6 +228,7 @@ class Config:
     cmt: CMTSettings = field(default_factory=CMTSettings)
     reverse_kl: ReverseKLSettings = field(default_factory=ReverseKLSettings)
     ta_bg: TABGSettings = field(default_factory=TABGSettings)
+    md_nll: MDNLLSettings = field(default_factory=MDNLLSettings)
     evaluation: CMTEvaluation = field(default_factory=CMTEvaluation)
 
     def __post_init__(self) -> None:
@@ -201,8 +238,12 @@ class Config:
             raise ValueError(f"methods must be distinct names from {', '.join(METHODS)}, got {self.methods}")
         self.methods_for()
 
-    def methods_for(self) -> dict[str, object]:
+    def methods_for(self, train_x: Tensor | None = None, train_source: str = "") -> dict[str, object]:
         """The listed methods, sized to ``budget`` (module docstring).
+
+        Args:
+            train_x: md-nll's training samples, shape (n, D) (None: md-nll is sized but cannot be stepped).
+            train_source: their description, stored with md-nll's checkpoints.
 
         Raises:
             ValueError: the budget does not pay for one step of a method.
@@ -211,7 +252,8 @@ class Config:
         c, r, t = self.cmt, self.reverse_kl, self.ta_bg
         n_anneal = t.n_ladder + t.n_final
         sizes = {"cmt": self.budget // c.n_samples, "reverse-kl": self.budget // (r.iters * r.batch_size),
-                 "ta-bg": (self.budget - n_anneal * t.n_samples) // (t.reverse_kl.iters * t.reverse_kl.batch_size)}
+                 "ta-bg": (self.budget - n_anneal * t.n_samples) // (t.reverse_kl.iters * t.reverse_kl.batch_size),
+                 "md-nll": self.md_nll.steps}
         for name in self.methods:
             if sizes[name] < 1:
                 raise ValueError(f"budget {self.budget} pays for no {name} step; raise budget or lower that "
@@ -224,6 +266,8 @@ class Config:
             ladder = geometric_ladder(t.tau_high, t.n_ladder)
             out["ta-bg"] = TemperatureAnnealing(AnnealingConfig(t.reverse_kl.config(sizes["ta-bg"], t.tau_high),
                                                                 ladder, t.n_final, t.n_samples, t.fit))
+        if "md-nll" in self.methods:
+            out["md-nll"] = MDNLLMethod(self.md_nll.config(), train_x, train_source)
         return out
 
 

@@ -7,6 +7,10 @@
   TA-BG's prior), so no MD frame enters training.
 * :func:`reference_samples`: exact samples (model systems) or evenly spaced frames of a trajectory reference
   (molecules), for EUBO, NLL and Ramachandran TV only.
+* :func:`training_samples`: what the data-trained baseline md-nll fits, never an evaluation sample: the frames of
+  the trajectory reference that :func:`reference_split` did not pick for evaluation (the two sets interleave in
+  time, so neighbouring frames are correlated: a held-out NLL is somewhat optimistic), or ``md_nll.n_train`` fresh
+  exact samples from a generator seeded apart from the evaluation's.
 * :func:`method_summary` and :func:`write_report`: one row per method in the format of paper 002 Table 1 (method,
   target evaluations, EUBO, ESS mean ± sd over draws, Ramachandran TV) plus log Z error, mode coverage and the
   largest per-mode weight error (GMM-40), energy distance against its floor (model systems with an exact sampler)
@@ -34,7 +38,8 @@ from boltzflow.io import save_text
 from boltzflow.plots import save
 from boltzflow.plots_cmt import ess_vs_evaluations, learned_schedule
 
-LABELS = {"cmt": "CMT", "reverse-kl": "reverse KL", "ta-bg": "TA-BG"}
+LABELS = {"cmt": "CMT", "reverse-kl": "reverse KL", "ta-bg": "TA-BG", "md-nll": "MD NLL"}
+EXACT_EVAL_SEED, EXACT_TRAIN_SEED = 3_000_000, 4_000_000  # offsets to --seed of the exact samplers' generators
 
 
 def build_flow_for(system: Any, f: CMTFlow, seed: int) -> tuple[Flow, dict[str, Any]]:
@@ -59,19 +64,52 @@ def build_flow_for(system: Any, f: CMTFlow, seed: int) -> tuple[Flow, dict[str, 
     return seeded(lambda: ic_spline_flow(ic.zmatrix, stats, f.n_layers, f.bins, f.hidden).float(), seed), spec
 
 
+def reference_split(n_frames: int, n_reference: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the evaluation frames (``n_reference`` evenly spaced, or all) and of the rest, in order."""
+    picked = np.unique(np.linspace(0, n_frames - 1, min(n_reference, n_frames)).round().astype(int))
+    return picked, np.setdiff1d(np.arange(n_frames), picked)
+
+
+def _trajectory(system: Any, ev: CMTEvaluation) -> torch.Tensor:
+    refs = system.references()
+    if ev.reference not in refs:
+        raise ValueError(f"evaluation.reference {ev.reference!r}: {system.name} has {', '.join(refs)}")
+    return torch.as_tensor(np.asarray(refs[ev.reference].load(), dtype=np.float64))
+
+
 def reference_samples(system: Any, ev: CMTEvaluation, seed: int) -> torch.Tensor | None:
     """Reference configurations, flattened (m, dim), float64, or None when the system has no such reference."""
     if ev.reference == "exact":
         if not system.has_exact_sampler:
             return None
-        x = system.sample_exact(ev.n_reference, torch.Generator().manual_seed(seed + 3_000_000))
+        x = system.sample_exact(ev.n_reference, torch.Generator().manual_seed(seed + EXACT_EVAL_SEED))
     else:
-        refs = system.references()
-        if ev.reference not in refs:
-            raise ValueError(f"evaluation.reference {ev.reference!r}: {system.name} has {', '.join(refs)}")
-        x = torch.as_tensor(np.asarray(refs[ev.reference].load(), dtype=np.float64))
-        x = x[np.linspace(0, len(x) - 1, min(ev.n_reference, len(x))).round().astype(int)]
+        x = _trajectory(system, ev)
+        x = x[reference_split(len(x), ev.n_reference)[0]]
     return x.reshape(len(x), system.dim).double()
+
+
+def training_samples(system: Any, cfg: Config, seed: int) -> tuple[torch.Tensor, str]:
+    """md-nll's training samples, flattened (n, dim), float64, and a description (module docstring).
+
+    Raises:
+        ValueError: no exact sampler for reference "exact", or no frame left after the evaluation's.
+    """
+    ev = cfg.evaluation
+    if ev.reference == "exact":
+        if not system.has_exact_sampler:
+            raise ValueError(f"md-nll: {system.name} has no exact sampler; set evaluation.reference to a trajectory")
+        n = cfg.md_nll.n_train
+        x = system.sample_exact(n, torch.Generator().manual_seed(seed + EXACT_TRAIN_SEED))
+        return x.reshape(n, system.dim).double(), f"{n} exact samples, generator seed {seed + EXACT_TRAIN_SEED}"
+    x = _trajectory(system, ev)
+    picked, rest = reference_split(len(x), ev.n_reference)
+    if len(rest) == 0:
+        raise ValueError(f"md-nll has no training frames: evaluation.n_reference = {ev.n_reference} takes all "
+                         f"{len(x)} frames of reference {ev.reference!r}; lower it")
+    desc = (f"{len(rest)} of {len(x)} frames of reference {ev.reference!r}, those not among the {len(picked)} "
+            "evenly spaced evaluation frames")
+    return x[rest].reshape(len(rest), system.dim).double(), desc
 
 
 def _mode_errors(system: Any, draws: list[Any]) -> dict[str, Any]:
@@ -91,6 +129,8 @@ def method_summary(system: Any, name: str, trained: dict[str, Any], metrics: dic
     """The numbers of one method for results.json and the table."""
     out = {"method": name, "evals": trained["evals"], "n_params": n_parameters(trained["flow"]),
            "timing": trained["timing"], "history": trained["history"], "evaluation": metrics}
+    if "training_data" in trained:
+        out["training_data"] = trained["training_data"]
     if hasattr(system, "mode_reference"):
         out["modes_per_draw"] = _mode_errors(system, draws)
     if "populations" in metrics and "alphaL" in metrics["populations"]:
@@ -146,17 +186,23 @@ def table(system: Any, summaries: dict[str, dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     lines += ["| " + " | ".join(_row(system, s)) + " |" for s in summaries.values()]
     n = ev["n_draws"]
-    return "\n".join(lines) + f"\n\n{system.name}; {n} draws of {ev['n_per_draw']} flow samples per method.\n"
+    notes = [f"{LABELS[k]}: 0 training energy evaluations; trained on {s['training_data']['source']}."
+             for k, s in summaries.items() if "training_data" in s]
+    return "\n".join(lines) + f"\n\n{system.name}; {n} draws of {ev['n_per_draw']} flow samples per method.\n" + \
+        "".join(f"{note}\n" for note in notes)
 
 
 def write_report(out: Path, system: Any, cfg: Config, summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """table.md and the figures under ``out``; returns the results dict (without config and provenance)."""
     curves = {}
-    for name, s in summaries.items():
-        pts = [(r["evals"], r["eval_ess_fraction"]) for r in s["history"] if "eval_ess_fraction" in r]
+    for name, s in summaries.items():  # md-nll spends no evaluation: no point on this axis (its curve: history)
+        pts = [(r["evals"], r["eval_ess_fraction"]) for r in s["history"] if "eval_ess_fraction" in r and r["evals"]]
+        if not pts:
+            continue
         curves[LABELS[name]] = (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
-    save(ess_vs_evaluations(curves, title=f"{system.name}: ESS of {cfg.evaluation.curve_samples} fresh samples"),
-         out / "figures" / "ess_vs_evaluations.png")
+    if curves:
+        save(ess_vs_evaluations(curves, title=f"{system.name}: ESS of {cfg.evaluation.curve_samples} fresh samples"),
+             out / "figures" / "ess_vs_evaluations.png")
     if "cmt" in summaries:
         save(learned_schedule(summaries["cmt"]["history"], system.temperature_kelvin, title=f"{system.name}: CMT"),
              out / "figures" / "learned_schedule.png")

@@ -52,7 +52,7 @@ class ReverseKLConfig:
             raise ValueError(f"ReverseKLConfig needs positive sizes, lr and temperature_factor, got {self}")
 
 
-def _optimizer_state(opt: torch.optim.Optimizer) -> dict[str, Tensor]:
+def optimizer_state(opt: torch.optim.Optimizer) -> dict[str, Tensor]:
     """Adam's moment tensors and step counts as flat tensors ``"<param index>.<name>"``."""
     return {
         f"{i}.{name}": (v if torch.is_tensor(v) else torch.tensor(v)).detach()
@@ -61,7 +61,8 @@ def _optimizer_state(opt: torch.optim.Optimizer) -> dict[str, Tensor]:
     }
 
 
-def _load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> None:
+def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> None:
+    """Restore what :func:`optimizer_state` saved into ``opt`` (built over the same parameters)."""
     state: dict[int, dict[str, Tensor]] = {}
     for key, v in tensors.items():
         i, name = key.split(".", 1)
@@ -94,7 +95,7 @@ class ReverseKLMethod:
         return {"method": self.name, **asdict(self.config)}
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        return (_optimizer_state(self._opt) if self._opt is not None else dict(self._pending)), {}
+        return (optimizer_state(self._opt) if self._opt is not None else dict(self._pending)), {}
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         self._pending = dict(tensors)
@@ -103,7 +104,7 @@ class ReverseKLMethod:
         if self._opt is None:
             self._opt = torch.optim.Adam([p for p in flow.parameters() if p.requires_grad], lr=self.config.lr)
             if self._pending:
-                _load_optimizer_state(self._opt, self._pending)
+                load_optimizer_state(self._opt, self._pending)
                 self._pending = {}
         return self._opt
 

@@ -163,7 +163,8 @@ class FitStats(NamedTuple):
     seconds: float
 
 
-def fit_weighted(flow: Flow, x: Tensor, weights: Tensor, cfg: FitConfig, generator: torch.Generator) -> FitStats:
+def fit_weighted(flow: Flow, x: Tensor, weights: Tensor, cfg: FitConfig, generator: torch.Generator,
+                 optimizer: torch.optim.Optimizer | None = None) -> FitStats:
     """Fit the flow to the weighted buffer: ``cfg.steps`` Adam steps on ``-mean log q_θ(x_idx)``, idx ~ w̄.
 
     Args:
@@ -172,12 +173,14 @@ def fit_weighted(flow: Flow, x: Tensor, weights: Tensor, cfg: FitConfig, generat
         weights: self-normalised weights w̄, shape (N,), >= 0 (zero-weight points are never drawn).
         cfg: steps, batch size, learning rate, clipping.
         generator: source of the minibatch indices.
+        optimizer: an optimizer over the flow's parameters to continue (its state persists across calls, as in
+            plain maximum likelihood); None: a fresh Adam with ``cfg.lr`` (an annealing step's warm start).
     """
     if weights.shape != x.shape[:1] or not bool(torch.isfinite(weights).all()) or not float(weights.sum()) > 0:
         raise ValueError("weights must be finite, non-negative, of shape (N,) matching x, with a positive sum")
     t0 = time.perf_counter()
     params = [p for p in flow.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    opt = optimizer if optimizer is not None else torch.optim.Adam(params, lr=cfg.lr)
     probs = weights.detach().to(device=generator.device, dtype=torch.float64)
     losses, skipped = [], 0
     for _ in range(cfg.steps):
