@@ -26,7 +26,9 @@ def pm(d, digits=3, scale=1.0):
 def load():
     runs = []
     for path in sorted(HERE.glob("*/results.json")):
-        runs.append(json.loads(path.read_text()))
+        run = json.loads(path.read_text())
+        if "method" in run:  # the baselines runner's; the peptide-* folders are cmt runs (peptide-rows.py)
+            runs.append(run)
     return sorted(runs, key=lambda r: (ORDER.index(r["system"]) if r["system"] in ORDER else 99, r["method"]))
 
 
