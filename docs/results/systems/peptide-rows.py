@@ -13,7 +13,7 @@ LABELS = {"md-nll": "MD NLL", "reverse-kl": "reverse KL"}
 
 
 def _pm(v: dict, scale: float = 100.0) -> str:
-    return f"{scale * v['mean']:.3g} ± {scale * v['sd']:.2g}"
+    return f"{scale * v['mean']:.3f} ± {scale * v['sd']:.3f}"
 
 
 def rows(folder: Path) -> list[str]:
@@ -27,7 +27,8 @@ def rows(folder: Path) -> list[str]:
             f"0 train / {cfg['evaluation']['n_reference']} eval"
         load = f"{t['loadavg_start'][0]:.1f} → {t['loadavg_end'][0]:.1f}"
         out.append(" | ".join([
-            "", res["system"], folder.name, LABELS[name], _pm(ev["ess_fraction"]), _pm(ev["ess_fraction_clipped"]),
+            "", res["system"], folder.name, str(cfg["seed"]), LABELS[name],
+            _pm(ev["ess_fraction"]), f"{ev['ess_fraction']['mean'] * ev['n_per_draw']:.1f} of {ev['n_per_draw']}",
             f"{ev['nll_reference']:.1f}", f"{ev['eubo']:.1f}", f"{ev['ramachandran_tv']:.3f}", f"{m['evals']:,}",
             frames, f"{t['train_seconds_all_sessions']:.0f}", f"{prov['wall_seconds']:.0f}", load, ""]).strip())
     return out
