@@ -1,9 +1,11 @@
 """Shared test settings: float64 numerics, one torch thread per xdist worker, fixed seeds, leak detection.
 
-tracemalloc is on (6 frames, about 3x slower; ``BOLTZFLOW_TRACEMALLOC=0`` turns it off while iterating, a
-number sets the depth), so a ``ResourceWarning`` for an unclosed file names the line that opened it, and every
-test ends with a garbage collection, so such a warning (an error under ``filterwarnings = error``) fails the
-test that leaked and not whichever test happens to run when the collector comes.
+Every test ends with a garbage collection, so a ``ResourceWarning`` for an unclosed file (an error under
+``filterwarnings = error``, raised through pytest's unraisable-exception hook) fails the test that leaked and not
+whichever test happens to run when the collector comes (``tests/test_suite_guards.py`` checks that it does).
+The warning names the leaked file. To also get the line that opened it, run with tracemalloc on:
+``BOLTZFLOW_TRACEMALLOC=6 pytest ...`` (the frame depth). It is off by default because it made the suite about
+20x slower on torch-heavy tests (142 s against 6.3 s for two recipe tests, measured on 2026-12-01).
 """
 
 import gc
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-_depth = int(os.environ.get("BOLTZFLOW_TRACEMALLOC", "6"))
+_depth = int(os.environ.get("BOLTZFLOW_TRACEMALLOC", "0"))
 if _depth > 0:
     tracemalloc.start(_depth)
 torch.set_num_threads(1)
