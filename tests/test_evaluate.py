@@ -77,6 +77,22 @@ def test_populations_and_delta_f():
     assert delta_f(pops["a"])["mean"] == pytest.approx(-math.log(3.0), abs=0.05)
 
 
+def test_populations_when_one_sample_carries_all_the_weight():
+    """ESS of one sample: the estimate is that sample's state; ~37 % of resamples miss it, so no interval."""
+    labels = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    log_w = np.array([0.0] + [-2000.0] * 9)  # exp underflows to exactly 0 for the other nine
+    pops = weighted_populations(labels, log_w, ["a", "b"])  # warnings are errors: no 0/0
+    assert pops["b"] == {"mean": 1.0, "lo": 0.0, "hi": 1.0} and pops["a"] == {"mean": 0.0, "lo": 0.0, "hi": 1.0}
+    # two samples carry equal weight out of 400: a resample misses both with probability ~e^-2 (13 %), still > 5 %
+    labels, log_w = np.zeros(400, dtype=int), np.full(400, -2000.0)
+    log_w[:2], labels[0] = 0.0, 1
+    assert weighted_populations(labels, log_w, ["a", "b"])["b"]["mean"] == pytest.approx(0.5)
+    # ten equal weight carriers: a miss has probability ~e^-10, the interval is the bootstrap's
+    log_w[:10] = 0.0
+    pops = weighted_populations(labels, log_w, ["a", "b"])
+    assert pops["b"]["mean"] == pytest.approx(0.1) and 0 <= pops["b"]["lo"] < 0.1 < pops["b"]["hi"] < 1
+
+
 def test_ramachandran_tv_zero_for_identical_and_one_for_disjoint():
     gen = np.random.default_rng(0)
     a = gen.uniform(-3, -2, (1000, 2, 2))

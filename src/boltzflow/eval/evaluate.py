@@ -88,6 +88,9 @@ def weighted_populations(
         names: state names.
         n_boot: bootstrap resamples.
         seed: bootstrap seed.
+
+    When more than 5 % of the bootstrap resamples hold no weight-carrying sample (the ESS is a few samples), the
+    interval is reported as [0, 1]: the bootstrap cannot bound the populations then.
     """
     w = np.exp(np.where(np.isfinite(log_w), log_w - np.max(log_w[np.isfinite(log_w)]), -np.inf))
     rng = np.random.default_rng(seed)
@@ -95,11 +98,18 @@ def weighted_populations(
 
     def pops(idx: np.ndarray) -> np.ndarray:
         ww = w[idx]
-        return (ww[:, None] * one_hot[idx]).sum(0) / ww.sum()
+        total = ww.sum()
+        if not total > 0:  # a resample without any weight-carrying sample: its populations are undefined
+            return np.full(len(names), np.nan)
+        return (ww[:, None] * one_hot[idx]).sum(0) / total
 
     est = pops(np.arange(len(w)))
     boot = np.stack([pops(rng.integers(0, len(w), len(w))) for _ in range(n_boot)])
-    lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+    undefined = np.isnan(boot[:, 0])
+    if undefined.mean() > 0.05:  # the weight sits on so few samples that the 95 % interval is not determined
+        lo, hi = np.zeros(len(names)), np.ones(len(names))
+    else:
+        lo, hi = np.nanpercentile(boot, [2.5, 97.5], axis=0)
     return {n: {"mean": float(est[i]), "lo": float(lo[i]), "hi": float(hi[i])} for i, n in enumerate(names)}
 
 
