@@ -38,7 +38,7 @@ from boltzflow.experiments.cmt_report import (
     training_samples,
     write_report,
 )
-from boltzflow.experiments.runner import BGEvaluation, bg_evaluation, check_device, finish, start
+from boltzflow.experiments.runner import bg_evaluation, check_device, finish, start
 from boltzflow.io import save_npz
 from boltzflow.systems.registry import get_system
 from boltzflow.training.cmt.harness import CountedTarget, evaluate
@@ -117,8 +117,6 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
     ref_x = reference_samples(system, cfg.evaluation, seed)
     ctx = start(out, seed=seed, progress=progress, force=force, command=command)
     ev = cfg.evaluation
-    bg_ev = BGEvaluation(n_samples=ev.n_samples, n_draws=ev.n_draws, mh_steps=1, clip_fraction=ev.clip_fraction,
-                         chunk_size=ev.chunk_size, model_metrics_n=ev.model_metrics_n)
     energy = system.flat_energy()
     per_method = {}
     for name, method in methods.items():
@@ -127,7 +125,7 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
             trained["training_data"] = {"n_samples": len(train_x), "source": train_source,
                                         "training_energy_evaluations": 0}
         flow64 = copy.deepcopy(trained["flow"]).double().eval()
-        metrics, draws = bg_evaluation(system, flow64, energy, bg_ev, seed + 2_000_000, reference_x=ref_x,
+        metrics, draws = bg_evaluation(system, flow64, energy, ev, seed + 2_000_000, reference_x=ref_x,
                                        states=_states(system))
         d = draws[0]
         save_npz(ctx.out / "samples" / f"{name}.npz", x=d.x.float().numpy(), log_prob=d.log_q.numpy(),

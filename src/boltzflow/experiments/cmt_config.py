@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from boltzflow.experiments.stages import positive
+from boltzflow.experiments.stages import BGEvaluation, positive
 from boltzflow.training.annealing import (
     AnnealingConfig,
     ReverseKLConfig,
@@ -173,39 +173,32 @@ class MDNLLSettings:
 
 
 @dataclass
-class CMTEvaluation:
-    """How each trained flow is scored.
+class CMTEvaluation(BGEvaluation):
+    """How each trained flow is scored: :class:`~boltzflow.experiments.stages.BGEvaluation` (``n_samples`` per
+    draw, the first saved as samples/<method>.npz; ``n_draws``; ``mh_steps``, 1 here, as the table reports no
+    Metropolis-Hastings; ``clip_fraction``; ``chunk_size``; ``model_metrics_n``) with CMT's defaults, plus:
 
     Attributes:
-        n_samples: flow samples per draw (the first draw is saved as samples/<method>.npz).
-        n_draws: independent draws (ESS etc. as mean ± sd over them; >= 4 for a result).
         curve_points: about how many points of the ESS-vs-evaluations curve per method.
         curve_samples: fresh flow samples per curve point (uncounted energy).
         reference: the system's sample reference for EUBO, NLL and Ramachandran TV ("exact" or e.g. "md").
         n_reference: reference samples used (evenly spaced frames of a trajectory reference).
         umbrella: the system's free-energy reference for the αL population (molecules; absent: skipped).
-        clip_fraction: share of top log weights clipped for the clipped ESS.
-        chunk_size: samples per flow/energy call.
-        model_metrics_n: samples per set of the model-system metrics (energy distance with floor; 0: none).
     """
 
     n_samples: int = 20_000
-    n_draws: int = 4
+    mh_steps: int = 1
     curve_points: int = 10
     curve_samples: int = 2000
     reference: str = "exact"
     n_reference: int = 10_000
     umbrella: str = "umbrella"
-    clip_fraction: float = 1e-4
-    chunk_size: int = 5000
-    model_metrics_n: int = 5000
 
     def __post_init__(self) -> None:
-        positive(self, "n_samples", "n_draws", "curve_points", "curve_samples", "n_reference", "clip_fraction",
-                 "chunk_size")
-        positive(self, "model_metrics_n", allow_zero=True)
-        if self.clip_fraction >= 1 or self.curve_samples < 2 or self.n_samples < 2:
-            raise ValueError("clip_fraction must be < 1 and n_samples, curve_samples >= 2")
+        super().__post_init__()
+        positive(self, "curve_points", "curve_samples", "n_reference")
+        if self.curve_samples < 2 or self.n_samples < 2:
+            raise ValueError("n_samples and curve_samples must be >= 2")
 
 
 @dataclass
