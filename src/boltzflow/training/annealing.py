@@ -70,7 +70,31 @@ def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, Tensor])
     opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
 
 
-class ReverseKLMethod:
+class PersistentAdam:
+    """One Adam over a method's whole run, saved with each checkpoint and restored on resume, so a resumed run
+    equals an uninterrupted one. A method sets ``self.config.lr``, ``self._opt = None`` and ``self._pending = {}``
+    in its constructor and gets ``state``, ``load_state`` and ``_optimizer`` of the Method protocol."""
+
+    config: Any
+    _opt: torch.optim.Optimizer | None
+    _pending: dict[str, Tensor]
+
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        return (optimizer_state(self._opt) if self._opt is not None else dict(self._pending)), {}
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self._pending = dict(tensors)
+
+    def _optimizer(self, flow: Flow) -> torch.optim.Optimizer:
+        if self._opt is None:
+            self._opt = torch.optim.Adam([p for p in flow.parameters() if p.requires_grad], lr=self.config.lr)
+            if self._pending:
+                load_optimizer_state(self._opt, self._pending)
+                self._pending = {}
+        return self._opt
+
+
+class ReverseKLMethod(PersistentAdam):
     """Data-free reverse KL in blocks of Adam steps (module docstring).
 
     Args:
@@ -93,20 +117,6 @@ class ReverseKLMethod:
 
     def config_dict(self) -> dict[str, Any]:
         return {"method": self.name, **asdict(self.config)}
-
-    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        return (optimizer_state(self._opt) if self._opt is not None else dict(self._pending)), {}
-
-    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        self._pending = dict(tensors)
-
-    def _optimizer(self, flow: Flow) -> torch.optim.Optimizer:
-        if self._opt is None:
-            self._opt = torch.optim.Adam([p for p in flow.parameters() if p.requires_grad], lr=self.config.lr)
-            if self._pending:
-                load_optimizer_state(self._opt, self._pending)
-                self._pending = {}
-        return self._opt
 
     def step(self, flow: Flow, target: CountedTarget, step: int, generator: torch.Generator) -> dict[str, Any]:
         """``iters`` Adam steps on the reverse KL; returns the block's mean loss and non-finite/skipped counts."""

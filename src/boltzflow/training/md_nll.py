@@ -26,7 +26,7 @@ from torch import Tensor
 
 from boltzflow.errors import BoltzflowError
 from boltzflow.flows.flow import Flow
-from boltzflow.training.annealing import load_optimizer_state, optimizer_state
+from boltzflow.training.annealing import PersistentAdam
 from boltzflow.training.cmt.harness import CountedTarget, FitConfig, fit_weighted
 
 
@@ -53,7 +53,7 @@ class MDNLLConfig:
             raise ValueError(f"MDNLLConfig needs positive sizes, lr and clip_norm, got {self}")
 
 
-class MDNLLMethod:
+class MDNLLMethod(PersistentAdam):
     """Maximum likelihood on a fixed set of samples, no energy evaluations (module docstring).
 
     Args:
@@ -84,20 +84,6 @@ class MDNLLMethod:
     def config_dict(self) -> dict[str, Any]:
         n = 0 if self.x is None else int(len(self.x))
         return {"method": self.name, **asdict(self.config), "n_train": n, "source": self.source}
-
-    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        return (optimizer_state(self._opt) if self._opt is not None else dict(self._pending)), {}
-
-    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        self._pending = dict(tensors)
-
-    def _optimizer(self, flow: Flow) -> torch.optim.Optimizer:
-        if self._opt is None:
-            self._opt = torch.optim.Adam([p for p in flow.parameters() if p.requires_grad], lr=self.config.lr)
-            if self._pending:
-                load_optimizer_state(self._opt, self._pending)
-                self._pending = {}
-        return self._opt
 
     def step(self, flow: Flow, target: CountedTarget, step: int, generator: torch.Generator) -> dict[str, Any]:
         """``iters`` Adam steps of ``batch_size`` uniformly drawn samples; ``target`` is never called.
