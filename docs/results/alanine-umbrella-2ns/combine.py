@@ -105,7 +105,8 @@ def main(runs: list[Path], ns: float, out: Path) -> None:
         "format": "boltzflow-umbrella-reference-1",
         "command": "PYTHONPATH=src python " + " ".join(sys.argv),
         "system": "alanine-dipeptide",
-        "method": "pooled MBAR (pymbar) over all windows of two independent umbrella runs along phi (same "
+        "method": "pooled MBAR (pymbar) over all windows of two independent "
+                  f"{'replica-exchange ' if cfg[0].get('exchange') else ''}umbrella runs along phi (same "
                   "settings, other seeds); windows thinned to their statistical inefficiency; errors are MBAR "
                   "asymptotic standard errors",
         "settings": {**{k: v for k, v in cfg[0].items() if k not in ("seed", "pdb_path")},

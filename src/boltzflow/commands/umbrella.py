@@ -4,13 +4,16 @@ SYSTEM is any registered molecule (alanine-dipeptide, peptide:AAA, ...); the res
 --residue-th residue with both backbone angles (0: the first), and its ψ is recorded beside it.
 Harmonic restraints 0.5 k d(φ, φ0)^2 (periodic distance d) at --windows centres evenly spaced over the circle;
 each window runs Langevin MD (the system's temperature, 1/ps, 2 fs, HBonds) from the end of its neighbour, and
-records φ and ψ every ps. MBAR combines the windows into the unbiased F(φ) and the αL population
-P(0° < φ < 120°) with its standard error (windows thinned to their statistical inefficiency first). As a
-convergence check the analysis is repeated on the first and second half of every window.
+records φ and ψ every ps. With --exchange the windows run side by side and swap their replicas after every ps
+(replica-exchange umbrella sampling: a replica carries its ψ across the φ barrier). MBAR combines the windows
+into the unbiased F(φ) and the αL population P(0° < φ < 120°) with its standard error (windows thinned to their
+statistical inefficiency first). As a convergence check the analysis is repeated on the first and second half of
+every window.
 
 Examples:
   boltzflow umbrella alanine-dipeptide --out runs/umbrella
   boltzflow umbrella alanine-dipeptide --out runs/umbrella --ns-per-window 1   # extends a finished run
+  boltzflow umbrella alanine-dipeptide --exchange --out runs/reus              # replica exchange between windows
   boltzflow umbrella peptide:AAA --residue 1 --out runs/umbrella-aaa             # φ of the second alanine
 
 Output (DIR = --out): DIR/window-NN.npz (φ, ψ in rad, times, checkpoint), DIR/umbrella.json (run manifest),
@@ -51,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="discarded MD per window, ps (default: 20)")
     p.add_argument("--solvent", choices=("obc", "vacuum"), default=None,
                    help="implicit solvent or vacuum variant of the system (default: the system's own)")
+    p.add_argument("--exchange", action="store_true",
+                   help="replica-exchange umbrella sampling: neighbouring windows swap replicas every ps, so slow "
+                   "coordinates other than φ (ψ) mix across the barrier (default: independent windows)")
     p.add_argument("--platform", choices=("Reference", "CPU"), default="Reference", help="OpenMM platform")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="base seed of the window seeds (default: 0)")
     p.add_argument("--bins", type=int_at_least(4), default=72, help="bins of F(φ) over 360° (default: 72)")
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         equilibrate_ps=args.equilibrate_ps,
         seed=args.seed,
         platform=args.platform,
+        exchange=args.exchange,
     )
     config.validate()
     command = shlex.join(["boltzflow", *sys.argv[1:]]) if "umbrella" in sys.argv else "boltzflow umbrella"

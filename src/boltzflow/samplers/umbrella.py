@@ -76,6 +76,8 @@ class UmbrellaConfig:
         constraints: "HBonds" or "none".
         seed: base seed; window seeds are derived from it.
         platform: OpenMM platform name.
+        exchange: replica-exchange umbrella sampling: neighbouring windows swap their replicas after every
+            recorded frame (:mod:`boltzflow.samplers.replica_exchange`); False: independent windows run as a chain.
     """
 
     pdb_path: str
@@ -93,6 +95,7 @@ class UmbrellaConfig:
     constraints: str = "HBonds"
     seed: int = 0
     platform: str = "Reference"
+    exchange: bool = False
 
     @property
     def langevin(self) -> Langevin:
@@ -128,6 +131,8 @@ class UmbrellaConfig:
         """Settings a resumed run must share (everything except ``ns_per_window``)."""
         d = asdict(self)
         d.pop("ns_per_window")
+        if not self.exchange:  # runs made before exchange existed resume unchanged
+            d.pop("exchange")
         d["forcefield"], d["pdb_path"] = list(self.forcefield), str(Path(self.pdb_path).resolve())
         d["restrained_atoms"], d["extra_atoms"] = list(self.restrained_atoms), list(self.extra_atoms)
         return d
@@ -181,7 +186,11 @@ def run_umbrella(
     bar = _progress_bar(config, progress)
     xyz = None
     try:
-        for w in _chain_order(molecule.positions, config, centers):
+        if config.exchange:
+            from boltzflow.samplers.replica_exchange import run_exchange
+
+            new_frames = config.n_windows * run_exchange(config, out, manifest, molecule, bar)
+        for w in [] if config.exchange else _chain_order(molecule.positions, config, centers):
             system = restrained_system(molecule.system, config.restrained_atoms, centers[w], config.k_kj_per_mol_rad2)
             n_new, xyz = _run_window(out, w, centers[w], system, molecule, xyz, manifest["seeds"][w], config, bar)
             new_frames += n_new
