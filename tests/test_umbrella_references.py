@@ -25,6 +25,7 @@ SOURCES = {
     "umbrella-1ns": [DOCS / "alanine-umbrella-1ns.json"],
     "umbrella-2ns": [DOCS / "alanine-umbrella-2ns" / f"results-s{s}.json" for s in (10, 11)],
     "umbrella-4ns": [DOCS / "alanine-umbrella-4ns" / f"results-s{s}.json" for s in (10, 11)],
+    "reus-2ns": [DOCS / "alanine-umbrella-reus" / f"results-s{s}.json" for s in (20, 21)],
 }
 
 
@@ -77,8 +78,9 @@ def test_shipped_candidate_matches_the_committed_run_results(name):
         assert source["settings"]["ns_per_window"] == data["settings"]["ns_per_window"]
 
 
-def test_pooled_agreement_test_is_what_its_numbers_say():
-    data = load_umbrella_reference("umbrella-2ns")
+@pytest.mark.parametrize("name", ["umbrella-2ns", "umbrella-4ns", "reus-2ns"])
+def test_pooled_agreement_test_is_what_its_numbers_say(name):
+    data = load_umbrella_reference(name)
     (p1, e1), (p2, e2) = [(r["alpha_l_population"], r["alpha_l_population_err"]) for r in data["runs"]]
     agreement = data["seed_agreement"]
     assert agreement["z"] == pytest.approx(abs(p1 - p2) / math.hypot(e1, e2), rel=1e-12)

@@ -149,11 +149,13 @@ UMBRELLA_REFERENCES: dict[str, tuple[str, str]] = {
     "umbrella-2ns": ("alanine-umbrella-2ns.json", "NOT converged: MBAR errors too small, psi is slow "
                      "(docs/results/alanine-umbrella-2ns.md)"),
     "umbrella-4ns": ("alanine-umbrella-4ns.json", "NOT converged: the seeds still disagree (MBAR z = 2.55, blocks "
-                     "z = 2.98); the best estimate so far (docs/results/alanine-umbrella-4ns.md)"),
+                     "z = 2.98) (docs/results/alanine-umbrella-4ns.md)"),
+    "reus-2ns": ("alanine-umbrella-reus-2ns.json", "converged: replica exchange between the windows; seeds agree, "
+                 "halves, blocks and overlap checked (docs/results/alanine-umbrella-reus.md)"),
 }
-# What the reference `umbrella` means. Switch it here (one line) once a candidate is shown converged: two seeds
-# agreeing within 2 sigma, halves and overlap checked (docs/results/alanine-umbrella-2ns.md says how).
-DEFAULT_UMBRELLA = "umbrella-0.5ns"
+# What the reference `umbrella` means: the first candidate shown converged (two seeds agreeing within 2 sigma,
+# halves, blocks and overlap checked: docs/results/alanine-umbrella-reus.md). It was "umbrella-0.5ns" before.
+DEFAULT_UMBRELLA = "reus-2ns"
 
 
 def load_umbrella_reference(name: str = DEFAULT_UMBRELLA) -> dict:
