@@ -195,13 +195,15 @@ def test_pretrained_alanine_checkpoint_samples_with_weights(tmp_path):
 
 
 def test_umbrella_reference_loads_with_a_radian_grid():
-    from boltzflow.systems.alanine import load_umbrella
+    from boltzflow.systems.alanine import DEFAULT_UMBRELLA, load_umbrella, load_umbrella_reference
 
     ref = load_umbrella(Path(__file__).parents[1] / "docs" / "results" / "alanine-umbrella.json")
     grid = np.asarray(ref["phi_grid"])
     assert grid.shape == np.asarray(ref["free_energy_kt"]).shape and np.abs(grid).max() <= np.pi
     assert 0 < ref["alpha_l_population"] < 1
-    assert load_umbrella() == ref  # the package ships the same reference: no dependence on the working directory
+    # the package ships the same reference (no dependence on the working directory); the default is another candidate
+    assert load_umbrella_reference("umbrella-0.5ns") == ref
+    assert load_umbrella() == load_umbrella_reference(DEFAULT_UMBRELLA) != ref
 
 
 def test_oversample_repeats_the_masked_rows():
