@@ -84,7 +84,8 @@ def test_systems_command_unknown_name_is_one_line(capsys):
 def test_systems_command_lists_the_reference_candidates_with_provenance(capsys):
     assert main(["systems", "--json", "alanine-dipeptide", "peptide:AAA"]) == 0
     alanine, aaa = json.loads(capsys.readouterr().out)
-    assert {"md", "umbrella", "umbrella-0.5ns", "umbrella-1ns", "umbrella-2ns", "reus-2ns"} <= set(alanine["references"])
+    names = {"md", "umbrella", "umbrella-0.5ns", "umbrella-1ns", "umbrella-2ns", "reus-2ns"}
+    assert names <= set(alanine["references"])
     assert "md" in aaa["references"]
     system = get_system("alanine-dipeptide")
     for name in ("umbrella", "umbrella-2ns"):

@@ -82,6 +82,7 @@ def exchange(
     n = len(centers)
     replica_of_window = np.empty(n, dtype=np.int64)
     replica_of_window[window_of_replica] = np.arange(n)
+    # bias_energy_kj is linear in k, so with k in kT/rad^2 it returns reduced (kT) energies
     for s in range(sweeps):
         pairs = swap_pairs(n, s % 2)
         i, j = pairs[:, 0], pairs[:, 1]

@@ -190,11 +190,13 @@ def run_umbrella(
             from boltzflow.samplers.replica_exchange import run_exchange
 
             new_frames = config.n_windows * run_exchange(config, out, manifest, molecule, bar)
-        for w in [] if config.exchange else _chain_order(molecule.positions, config, centers):
-            system = restrained_system(molecule.system, config.restrained_atoms, centers[w], config.k_kj_per_mol_rad2)
-            n_new, xyz = _run_window(out, w, centers[w], system, molecule, xyz, manifest["seeds"][w], config, bar)
-            new_frames += n_new
-            bar.set_postfix_str(f"window {w}, {_rate(new_frames, config, t0):.0f} ns/day")
+        else:
+            for w in _chain_order(molecule.positions, config, centers):
+                system = restrained_system(molecule.system, config.restrained_atoms, centers[w],
+                                           config.k_kj_per_mol_rad2)
+                n_new, xyz = _run_window(out, w, centers[w], system, molecule, xyz, manifest["seeds"][w], config, bar)
+                new_frames += n_new
+                bar.set_postfix_str(f"window {w}, {_rate(new_frames, config, t0):.0f} ns/day")
     except NonFiniteError as err:
         _close_session(out, manifest, config, new_frames, t0, error=str(err))
         raise
