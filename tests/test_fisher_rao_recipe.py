@@ -50,6 +50,10 @@ def test_one_cell_runs_alone(tmp_path, capsys):
     stamp = (out / "runs" / "gmm40-linear-s0.json").stat().st_mtime_ns
     assert main(argv) == 0  # resumed: the finished cell is read back, not retrained
     assert (out / "runs" / "gmm40-linear-s0.json").stat().st_mtime_ns == stamp
+    other = argv[:4] + ["--set", "training.steps=6"] + argv[4:]
+    assert main(other) != 0  # a finished cell made with other settings is not passed off as this one
+    assert "other settings (steps)" in capsys.readouterr().err
+    assert (out / "runs" / "gmm40-linear-s0.json").stat().st_mtime_ns == stamp
     partial = ["reproduce", "fisher-rao", "--scale", "smoke", "--set", "skip_missing=true", "--set",
                'targets=["gmm40"]', "--out", str(out), "--no-progress"]
     assert main(partial) == 0  # aggregate what is there; the cell not run is listed, not trained

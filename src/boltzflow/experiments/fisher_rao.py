@@ -66,7 +66,7 @@ class CurveTraining:
         hutchinson_above_dim: the divergence is a Hutchinson estimate when d exceeds this, exact otherwise.
     """
 
-    steps: int = 2500
+    steps: int = 10_000
     batch_size: int = 256
     lr: float = 2e-3
     lr_final: float = 2e-5
@@ -201,15 +201,29 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
     return results
 
 
+def _check_same_settings(saved: dict[str, Any], path: Path, training: dict[str, Any],
+                         ev: CurveEvaluationSizes) -> None:
+    """Refuse to reuse a finished cell that was trained or scored with other settings than these."""
+    diff = [k for k in sorted(set(training) | set(saved.get("training", {})))
+            if saved.get("training", {}).get(k) != training.get(k)]
+    if "error" not in saved:  # a diverged cell has no evaluation to compare
+        diff += [k for k in ("n_eval", "n_weights") if saved.get(k) != getattr(ev, k)]
+    if diff:
+        raise BoltzflowError(f"{path} was made with other settings ({', '.join(diff)}); use a new --out, or the "
+                             "settings it was made with")
+
+
 def _cell(cells_dir: Path, target: CurveTarget, interp: str, seed: int, config: Config, keep_samples: bool,
           progress: bool) -> dict[str, Any]:
     """One (target, interpolation, seed): train, score, save; the saved result if the cell has run already."""
     stem = f"{target.name}-{interp}-s{seed}"
     path = cells_dir / f"{stem}.json"
+    tc, ev = config.training, config.evaluation
     if path.exists():
         with open(path) as f:
-            return json.load(f)
-    tc, ev = config.training, config.evaluation
+            saved = json.load(f)
+        _check_same_settings(saved, path, asdict(tc), ev)
+        return saved
     model = seeded(lambda: build_model(interp, target.energy, target.dim, tc.base_scale, tc.hidden,
                                        velocity_form=tc.velocity_form, schedule=tc.schedule, **target.scales), seed)
     fit = FitConfig(steps=tc.steps, batch_size=tc.batch_size, lr=tc.lr, lr_final=tc.lr_final,

@@ -37,7 +37,7 @@ import numpy as np
 from boltzflow.energies.openmm_system import kt_kj_per_mol
 from boltzflow.io import load_npz, save_json, save_npz
 from boltzflow.samplers.openmm_run import checkpoint, open_context, restore, run_frames, start
-from boltzflow.samplers.restraint import bias_energy_kj, dihedral, restrained_system, window_centers
+from boltzflow.samplers.restraint import bias_energy_kj, chain_order, dihedral, restrained_system, window_centers
 from boltzflow.samplers.umbrella_files import MANIFEST, window_path
 
 STATE = "exchange-state.npz"
@@ -167,11 +167,9 @@ def _fresh_state(
     config: Any, contexts: list[Any], molecule: Any, centers: np.ndarray, seeds: list[int], bar: Any
 ) -> dict[str, Any]:
     """Start replica w in window w, as a chain like the plain umbrella: each from its neighbour's last frame."""
-    from boltzflow.samplers.umbrella import _chain_order
-
     n = config.n_windows
     xyz = None
-    for w in _chain_order(molecule.positions, config, centers):
+    for w in chain_order(molecule.positions, config.restrained_atoms, centers):
         contexts[w].setParameter("umbrella_theta0", float(centers[w]))
         start(contexts[w], molecule.positions if xyz is None else xyz, config.langevin, seeds[w], minimize=True,
               equilibrate_ps=config.equilibrate_ps, label=f"replica {w} (window {w}, start)")

@@ -60,3 +60,10 @@ def dihedral(xyz: np.ndarray, atoms: tuple[int, int, int, int]) -> float | np.nd
     x = torch.as_tensor(np.asarray(xyz, dtype=np.float64))
     out = dihedrals(x, [list(atoms)])[..., 0].numpy()
     return float(out) if out.ndim == 0 else out
+
+
+def chain_order(positions: np.ndarray, atoms: tuple[int, int, int, int], centers: np.ndarray) -> list[int]:
+    """Window indices in the order a chain of windows is started: from the one nearest the dihedral ``atoms`` of
+    ``positions`` (n_atoms, 3), ascending round the ring of ``centers`` (n_windows,)."""
+    first = int(np.argmin(periodic_distance(centers, dihedral(positions, atoms))))
+    return [(first + i) % len(centers) for i in range(len(centers))]

@@ -42,6 +42,7 @@ from boltzflow.samplers.openmm_run import (
 from boltzflow.samplers.restraint import (  # noqa: F401  (re-exported: the umbrella API in one place)
     RESTRAINT_EXPRESSION,
     bias_energy_kj,
+    chain_order,
     dihedral,
     dihedral_restraint,
     periodic_distance,
@@ -191,7 +192,7 @@ def run_umbrella(
 
             new_frames = config.n_windows * run_exchange(config, out, manifest, molecule, bar)
         else:
-            for w in _chain_order(molecule.positions, config, centers):
+            for w in chain_order(molecule.positions, config.restrained_atoms, centers):
                 system = restrained_system(molecule.system, config.restrained_atoms, centers[w],
                                            config.k_kj_per_mol_rad2)
                 n_new, xyz = _run_window(out, w, centers[w], system, molecule, xyz, manifest["seeds"][w], config, bar)
@@ -224,13 +225,6 @@ def _close_session(
     manifest["wall_time_s"] = sum(s.get("wall_time_s", 0.0) for s in manifest["sessions"])
     save_json(out / MANIFEST, manifest)
     return elapsed, rate
-
-
-def _chain_order(positions: np.ndarray, config: UmbrellaConfig, centers: np.ndarray) -> list[int]:
-    """Windows in the order they are run: from the one nearest the start structure's dihedral, ascending."""
-    theta = dihedral(positions, config.restrained_atoms)
-    first = int(np.argmin(periodic_distance(centers, theta)))
-    return [(first + i) % config.n_windows for i in range(config.n_windows)]
 
 
 def _run_window(
