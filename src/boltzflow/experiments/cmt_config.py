@@ -35,7 +35,7 @@ from boltzflow.training.cmt.harness import FitConfig
 from boltzflow.training.md_nll import MDNLLConfig, MDNLLMethod
 
 METHODS = ("cmt", "reverse-kl", "ta-bg", "md-nll")
-FLOW_KINDS = ("realnvp", "ic_spline")
+FLOW_KINDS = ("realnvp", "spline", "ic_spline")
 
 
 def _fit(steps: int = 200, batch_size: int = 1024, lr: float = 1e-3) -> FitConfig:
@@ -52,11 +52,12 @@ class CMTFlow:
 
     Attributes:
         kind: "realnvp" (on the system's flat coordinates, de-standardised by the system's definition, see
-            :func:`boltzflow.experiments.baselines.prior_affine`) or "ic_spline" (molecules: the internal-
+            :func:`boltzflow.experiments.baselines.prior_affine`), "spline" (the same with rational-quadratic
+            spline couplings, :mod:`boltzflow.flows.spline_coupling`) or "ic_spline" (molecules: the internal-
             coordinate spline flow, centred on the PDB structure, no data).
         n_layers: coupling layers (blocks for ic_spline).
         hidden: conditioner hidden widths.
-        bins: spline bins (ic_spline).
+        bins: spline bins (spline, ic_spline).
         bond_std: initial spread of the bonds, nm (ic_spline; torsions start uniform, TA-BG's prior).
         angle_std: initial spread of the angles, rad (ic_spline).
     """

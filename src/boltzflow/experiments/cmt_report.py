@@ -33,7 +33,8 @@ from boltzflow.experiments.cmt_config import CMTEvaluation, CMTFlow, Config
 from boltzflow.experiments.runner import seeded
 from boltzflow.flows.flow import Flow
 from boltzflow.flows.realnvp import RealNVPConfig, n_parameters
-from boltzflow.flows.spec import build_flow, realnvp_spec
+from boltzflow.flows.spec import build_flow, realnvp_spec, vector_spec
+from boltzflow.flows.spline_coupling import SplineFlowConfig
 from boltzflow.io import save_text
 from boltzflow.plots import save
 from boltzflow.plots_cmt import ess_vs_evaluations, learned_schedule
@@ -47,6 +48,11 @@ def build_flow_for(system: Any, f: CMTFlow, seed: int) -> tuple[Flow, dict[str, 
     if f.kind == "realnvp":
         loc, scale = prior_affine(system)
         spec = realnvp_spec(RealNVPConfig(dim=system.dim, n_layers=f.n_layers, hidden=list(f.hidden)), loc, scale)
+        return seeded(lambda: build_flow(spec).float(), seed), spec
+    if f.kind == "spline":
+        loc, scale = prior_affine(system)
+        cfg = SplineFlowConfig(dim=system.dim, n_layers=f.n_layers, hidden=list(f.hidden), bins=f.bins)
+        spec = vector_spec("spline", cfg, loc, scale)
         return seeded(lambda: build_flow(spec).float(), seed), spec
     from boltzflow.flows.ic_flow import ICStats, ic_spline_flow, ic_spline_spec
     from boltzflow.flows.internal import InternalCoordinates

@@ -106,13 +106,20 @@ def realnvp(cfg: RealNVPConfig, loc: torch.Tensor | None = None, scale: torch.Te
         loc: data mean, shape (D,); with ``scale`` the flow models standardised data and maps back exactly.
         scale: data standard deviation, shape (D,).
     """
-    transform = realnvp_transform(cfg)
-    if loc is not None or scale is not None:
-        dtype = torch.get_default_dtype()
-        loc = torch.zeros(cfg.dim) if loc is None else torch.as_tensor(loc, dtype=dtype)
-        scale = torch.ones(cfg.dim) if scale is None else torch.as_tensor(scale, dtype=dtype)
-        transform = Compose([transform, Affine(loc, scale)])
-    return Flow(StandardNormal(cfg.dim), transform)
+    return Flow(StandardNormal(cfg.dim), destandardised(realnvp_transform(cfg), cfg.dim, loc, scale))
+
+
+def destandardised(
+    transform: Transform, dim: int, loc: torch.Tensor | None = None, scale: torch.Tensor | None = None
+) -> Transform:
+    """``transform`` followed by the fixed map ``y -> loc + scale * y`` (each shape (D,); default 0 and 1), or
+    ``transform`` alone when both are None."""
+    if loc is None and scale is None:
+        return transform
+    dtype = torch.get_default_dtype()
+    loc = torch.zeros(dim) if loc is None else torch.as_tensor(loc, dtype=dtype)
+    scale = torch.ones(dim) if scale is None else torch.as_tensor(scale, dtype=dtype)
+    return Compose([transform, Affine(loc, scale)])
 
 
 def n_parameters(module: torch.nn.Module) -> int:

@@ -20,6 +20,12 @@ def _build_realnvp(config: dict[str, Any], loc: Any, scale: Any) -> Flow:
     return realnvp(RealNVPConfig(**config), _tensor(loc), _tensor(scale))
 
 
+def _build_spline(config: dict[str, Any], loc: Any, scale: Any) -> Flow:
+    from boltzflow.flows.spline_coupling import SplineFlowConfig, spline_flow
+
+    return spline_flow(SplineFlowConfig(**config), _tensor(loc), _tensor(scale))
+
+
 def _build_circular_spline(config: dict[str, Any], loc: Any, scale: Any) -> Flow:
     from boltzflow.flows.torus import circular_spline_flow
 
@@ -40,6 +46,7 @@ def _build_ic_smooth(config: dict[str, Any], loc: Any, scale: Any) -> Flow:
 
 BUILDERS: dict[str, Callable[[dict[str, Any], Any, Any], Flow]] = {
     "realnvp": _build_realnvp,
+    "spline": _build_spline,
     "circular_spline": _build_circular_spline,
     "ic_spline": _build_ic_spline,
     "ic_smooth": _build_ic_smooth,
@@ -52,8 +59,13 @@ def _tensor(v: Any) -> torch.Tensor | None:
 
 def realnvp_spec(cfg: RealNVPConfig, loc: Any = None, scale: Any = None) -> dict[str, Any]:
     """Spec of a RealNVP flow (optionally with a fixed de-standardisation)."""
+    return vector_spec("realnvp", cfg, loc, scale)
+
+
+def vector_spec(kind: str, cfg: Any, loc: Any = None, scale: Any = None) -> dict[str, Any]:
+    """Spec of a flow on vectors whose builder takes ``(config dataclass, loc, scale)``: RealNVP or spline."""
     as_list = lambda v: None if v is None else [float(a) for a in torch.as_tensor(v).flatten()]  # noqa: E731
-    return {"kind": "realnvp", "config": asdict(cfg), "loc": as_list(loc), "scale": as_list(scale)}
+    return {"kind": kind, "config": asdict(cfg), "loc": as_list(loc), "scale": as_list(scale)}
 
 
 def build_flow(spec: dict[str, Any]) -> Flow:
