@@ -252,3 +252,24 @@ def test_bad_ic_flow_configs_name_the_key(kind, change, key):
     with pytest.raises(ValueError, match=key) as err:
         build_flow(spec)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("unit_interval", [False, True])
+def test_base_log_prob_is_exact_in_float64_when_the_default_dtype_is_float32(unit_interval):
+    """A float64 base built while the default dtype is float32 (a user's session) keeps every constant in
+    float64: its log-density equals the closed form to 1e-14, and is -inf outside the support."""
+    periodic = torch.tensor([True, False, True])
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        base = ICBase(periodic, unit_interval=unit_interval).double()
+        z = torch.tensor([[0.3, 0.2, -3.0], [1.0, 0.9, 3.1], [3.2, 0.5, 0.0]], dtype=torch.float64)
+        got = base.log_prob(z)
+    finally:
+        torch.set_default_dtype(old)
+    circle = -2 * math.log(2 * math.pi)
+    line = [0.0, 0.0] if unit_interval else [-0.5 * 0.2**2 - 0.5 * math.log(2 * math.pi),
+                                             -0.5 * 0.9**2 - 0.5 * math.log(2 * math.pi)]
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got[:2], torch.tensor(line, dtype=torch.float64) + circle, rtol=0, atol=1e-14)
+    assert got[2] == -math.inf  # 3.2 > pi

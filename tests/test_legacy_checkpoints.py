@@ -24,7 +24,9 @@ def test_old_state_dicts_load_and_give_the_same_log_prob_and_samples(name):
     flow = build_flow(json.loads(case["spec"])).double()
     flow.load_state_dict(case["state"])  # strict: every old key is used, every new one filled
     with torch.no_grad():
-        torch.testing.assert_close(flow.log_prob(case["x"]), case["log_prob"], rtol=0, atol=1e-12)
+        # rtol 1e-11: the fixtures were written on another CPU, and the spline's float64 kernels round differently
+        # across CPUs (1.5e-10 on a log-density of 60 on an AMD EPYC); a wrongly mapped weight moves it by O(1).
+        torch.testing.assert_close(flow.log_prob(case["x"]), case["log_prob"], rtol=1e-11, atol=1e-12)
         torch.testing.assert_close(flow.transform.forward(case["z"])[0], case["forward"], rtol=0, atol=1e-12)
 
 

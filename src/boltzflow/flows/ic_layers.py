@@ -93,12 +93,14 @@ class ICBase(nn.Module):
 
     def log_prob(self, z: Tensor) -> Tensor:
         """Log density, shape (..., d) -> (...); -inf when an entry lies outside its support."""
-        on_circle = torch.where((z >= -math.pi) & (z <= math.pi), -LOG_2PI, -math.inf)
+        # full_like keeps z's dtype: torch.where on two Python scalars gives the default dtype (float32), which
+        # rounds log(2 pi) and put a 2e-8 per-angle error into float64 log-densities.
+        on_circle = torch.full_like(z, -LOG_2PI).masked_fill((z < -math.pi) | (z > math.pi), -math.inf)
         if self.unit_interval:
-            other = torch.where((z >= 0) & (z <= 1), 0.0, -math.inf).to(z.dtype)
+            other = torch.zeros_like(z).masked_fill((z < 0) | (z > 1), -math.inf)
         else:
             other = -0.5 * z**2 - 0.5 * LOG_2PI
-        return torch.where(self.periodic, on_circle.to(z.dtype), other).sum(-1)
+        return torch.where(self.periodic, on_circle, other).sum(-1)
 
 
 class NormalQuantile(Transform):
