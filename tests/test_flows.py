@@ -9,15 +9,11 @@ from boltzflow.flows import Affine, RealNVPConfig, n_parameters, realnvp
 from boltzflow.flows.nets import mlp
 from boltzflow.flows.realnvp import affine_coupling, half_masks
 from boltzflow.flows.spec import build_flow, realnvp_spec
+from transform_checks import randomise
 
 
 def _randomise(module: torch.nn.Module, std: float = 0.3) -> torch.nn.Module:
-    """Non-trivial weights (the zero-initialised last layers would make every coupling the identity)."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(std * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    return module
+    return randomise(module, std, seed=1)
 
 
 def _coupling(dim: int, masked: bool, clamp: float | None):

@@ -10,14 +10,11 @@ from boltzflow.experiments.cmt_report import build_flow_for
 from boltzflow.flows.spec import build_flow, vector_spec
 from boltzflow.flows.spline_coupling import SplineFlowConfig, spline_flow, spline_transform
 from boltzflow.systems.registry import get_system
+from transform_checks import randomise
 
 
 def _randomise(module: torch.nn.Module, std: float = 0.5) -> torch.nn.Module:
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(std * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    return module
+    return randomise(module, std, seed=3)
 
 
 def test_log_det_matches_autograd_both_ways_and_round_trips():

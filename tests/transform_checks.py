@@ -47,3 +47,13 @@ def check_transform(t: Transform, z: torch.Tensor, atol: float = 1e-9, periodic:
     torch.testing.assert_close(ld_inv, jacobian_logdet(lambda v: t.inverse(v)[0], x), atol=1e-8, rtol=1e-8)
     torch.testing.assert_close(ld_inv, -ld_fwd, atol=1e-8, rtol=1e-8)
     assert ld_fwd.shape == z.shape[:-1] and ld_inv.shape == z.shape[:-1]
+
+
+def randomise(module: torch.nn.Module, std: float, seed: int) -> torch.nn.Module:
+    """Non-trivial weights N(0, std²) in place (zero-initialised last layers would make every coupling the
+    identity); returns the module."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(std * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return module
