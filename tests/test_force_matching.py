@@ -102,9 +102,24 @@ def test_eq5_weights_are_a_convex_combination():
     f = flow_forces(flow, x) + 1.0
     batch = pack_forces(x, f)
     loss = eq5_objective(x.shape[1], kl_weight=0.0, force_weight=0.001)
-    expected = 0.999 * nll(flow, x) + 0.001 * force_matching(flow, x, f)
+    expected = 0.999 * nll(flow, x) + 0.001 * force_matching(flow, x, f, reduction="mean")
     torch.testing.assert_close(loss(flow, batch), expected)
     torch.testing.assert_close(eq5_objective(x.shape[1])(flow, batch), nll(flow, x))
+    summed = eq5_objective(x.shape[1], force_weight=0.001, force_reduction="sum")
+    torch.testing.assert_close(summed(flow, batch), 0.999 * nll(flow, x) + 0.001 * force_matching(flow, x, f))
+
+
+def test_fm_mean_reduction_is_the_per_component_mse():
+    """The default of eq5_objective (paper 004's code): the squared error per Cartesian component; 1 kT/nm off
+    in every component gives exactly 1, against D for eq. (4)'s sum."""
+    flow = tiny_flow()
+    x = frames(flow, 4)
+    f = flow_forces(flow, x) + 1.0
+    mean = force_matching(flow, x, f, create_graph=False, reduction="mean")
+    assert float(mean) == pytest.approx(1.0, rel=1e-9)
+    assert float(force_matching(flow, x, f, create_graph=False)) == pytest.approx(x.shape[1], rel=1e-9)
+    with pytest.raises(ValueError, match="reduction"):
+        force_matching(flow, x, f, reduction="max")
 
 
 @pytest.mark.parametrize("kw, key", [({"kl_weight": -0.1}, "kl_weight"), ({"force_weight": 1.5}, "force_weight"),

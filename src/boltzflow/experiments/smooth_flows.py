@@ -109,10 +109,13 @@ class Training(TrainConfig):
     grad_clip: float | None = None  # the paper does not clip, to compare the kinds fairly
     kl_batch: int = 128
     energy_high: float = 1e3
+    force_reduction: str = "mean"  # the FM term per Cartesian component (paper 004's code), or "sum" (eq. (4))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         positive(self, "kl_batch", "energy_high")
+        if self.force_reduction not in ("mean", "sum"):
+            raise ValueError(f"training.force_reduction must be 'mean' or 'sum', got {self.force_reduction!r}")
 
 
 @dataclass
@@ -208,7 +211,7 @@ def train_one(ctx: Any, cfg: Config, d: dict[str, Any], system: Any, cell: tuple
     x, f = d["train"]
     u_flat = system.flat_energy()
     loss = eq5_objective(system.dim, wk, wf, lambda v: linlog_cut(u_flat(v), high=cfg.training.energy_high),
-                         cfg.training.kl_batch)
+                         cfg.training.kl_batch, cfg.training.force_reduction)
     fields = {k: getattr(cfg.training, k) for k in TrainConfig.__dataclass_fields__}
     schedule = TrainConfig(**{**fields, "seed": ctx.seed * 1000 + rep})
     path = ctx.out / "checkpoints" / f"{name}.safetensors"

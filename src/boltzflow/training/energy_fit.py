@@ -50,6 +50,7 @@ def mixed_objective(
     temperature_factor: float = 1.0,
     dim: int | None = None,
     iw_weight: float = 0.0,
+    force_reduction: str = "sum",
 ) -> LossFn:
     """``w_n NLL + w_k KL_rev + w_f FM + w_i IW-NLL`` as a ``(flow, batch, ctx) -> scalar`` loss (paper 004 eq. (5)).
 
@@ -68,6 +69,8 @@ def mixed_objective(
             data and no force term it tells where x ends).
         iw_weight: weight of the mass-covering importance-weighted NLL on ``kl_batch`` flow samples
             (:func:`~boltzflow.training.losses.importance_weighted_nll`).
+        force_reduction: ``"sum"`` (eq. (4)) or ``"mean"`` (MSE) of the squared force error over the D
+            components (:func:`~boltzflow.training.losses.force_matching`).
 
     Raises:
         ValueError: a reverse-KL weight without an energy, or a force weight without ``dim``.
@@ -87,7 +90,8 @@ def mixed_objective(
         (nll_weight, lambda flow, batch: nll(flow, positions(batch)), "nll"),
         (kl_weight, lambda flow, batch, ctx: reverse_kl(flow, energy, kl_batch, gen(ctx), temperature_factor),
          "reverse_kl"),
-        (force_weight, lambda flow, batch: force_matching(flow, batch[:, :dim], batch[:, dim:]), "force_matching"),
+        (force_weight, lambda flow, batch: force_matching(flow, batch[:, :dim], batch[:, dim:],
+                                                          reduction=force_reduction), "force_matching"),
         (iw_weight, lambda flow, batch, ctx: importance_weighted_nll(flow, energy, kl_batch, gen(ctx),
                                                                      temperature_factor), "iw_nll"),
     )

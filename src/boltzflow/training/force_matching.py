@@ -106,8 +106,14 @@ def eq5_objective(
     force_weight: float = 0.0,
     energy: EnergyFn | None = None,
     kl_batch: int = 256,
+    force_reduction: str = "mean",
 ) -> LossFn:
     """Paper 004 eq. (5): ``(1 - ω_k - ω_f) NLL + ω_k KLD + ω_f FM`` on packed ``[x | f]`` batches (b, 2 dim).
+
+    FM is by default the *mean* squared force error per Cartesian component (kT/nm)², as in paper 004's code
+    (an MSE) with which ω_f = 0.001 was tuned; eq. (4) as printed sums over the D components, which makes the
+    same ω_f D times stronger (66× for alanine dipeptide: FM then dominates the loss and the flow gives up
+    density for forces; ``docs/results/smooth-flows.md``).
 
     Args:
         dim: D, the width of x in the packed batch.
@@ -115,6 +121,7 @@ def eq5_objective(
         force_weight: ω_f, weight of force matching (eq. (4)).
         energy: reduced energy x (n, D) -> (n,), kT; needed when ``kl_weight > 0``.
         kl_batch: flow samples per reverse-KL estimate.
+        force_reduction: ``"mean"`` (paper 004's code) or ``"sum"`` (eq. (4)) over the D components.
 
     Raises:
         ValueError: a weight outside [0, 1], or ``kl_weight + force_weight > 1``.
@@ -124,7 +131,8 @@ def eq5_objective(
             raise ValueError(f"{name} must be in [0, 1] (paper 004 eq. (5)), got {w}")
     if kl_weight + force_weight > 1.0:
         raise ValueError(f"kl_weight + force_weight must be <= 1 (ω_n = 1 - ω_k - ω_f), got {kl_weight + force_weight}")
-    return mixed_objective(energy, 1.0 - kl_weight - force_weight, kl_weight, force_weight, kl_batch, dim=dim)
+    return mixed_objective(energy, 1.0 - kl_weight - force_weight, kl_weight, force_weight, kl_batch, dim=dim,
+                           force_reduction=force_reduction)
 
 
 __all__ = ["ForceError", "eq5_objective", "flow_forces", "fm_loss", "force_matching_error", "forces_in_kt"]

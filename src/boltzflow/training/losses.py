@@ -171,11 +171,13 @@ def importance_weighted_nll(
     return -(weights * flow.log_prob(sample.x[finite])).sum()
 
 
-def force_matching(flow: Flow, x: Tensor, forces_kt: Tensor, create_graph: bool = True) -> Tensor:
+def force_matching(flow: Flow, x: Tensor, forces_kt: Tensor, create_graph: bool = True,
+                   reduction: str = "sum") -> Tensor:
     """Force mean-squared error, paper 004 eq. (4): ``mean_n ||f_n - ∇_x log q(x_n)||²``.
 
     ``∇_x log q`` is the flow's force in kT per length unit (q ∝ exp(-u_q) gives -∇u_q). The squared norm is
-    summed over the D components and averaged over the batch.
+    summed over the D components (``reduction="sum"``, eq. (4) as printed) or averaged over them
+    (``reduction="mean"``, the MSE of paper 004's code, D times smaller), and averaged over the batch.
 
     Args:
         flow: the model q (needs to be differentiable in x; C¹ at least for training).
@@ -183,7 +185,10 @@ def force_matching(flow: Flow, x: Tensor, forces_kt: Tensor, create_graph: bool 
         forces_kt: reference forces ``-∇u`` at ``x``, shape (n, D), kT per unit of x (kT/nm).
         create_graph: keep the graph of the gradient so the loss can be backpropagated (training); False for
             evaluation only.
+        reduction: ``"sum"`` or ``"mean"`` over the D components.
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean' over the components, got {reduction!r}")
     if x.shape != forces_kt.shape:
         raise ValueError(
             f"x and forces_kt must have the same shape, got {tuple(x.shape)} and {tuple(forces_kt.shape)}"
@@ -192,7 +197,8 @@ def force_matching(flow: Flow, x: Tensor, forces_kt: Tensor, create_graph: bool 
         x = x.detach().requires_grad_(True)
         log_q = flow.log_prob(x)
         (grad,) = torch.autograd.grad(log_q.sum(), x, create_graph=create_graph)
-    return ((grad - forces_kt) ** 2).sum(-1).mean()
+    sq = (grad - forces_kt) ** 2
+    return (sq.sum(-1) if reduction == "sum" else sq.mean(-1)).mean()
 
 
 def weighted(*terms: tuple[float, LossFn] | tuple[float, LossFn, str]) -> LossFn:
