@@ -10,7 +10,7 @@ from boltzflow.experiments.smooth_flows_eval import summarize, table_markdown
 from boltzflow.experiments.smooth_flows_md import pick_md_flows
 
 
-def test_smoke_run_writes_table_md_traces_samples_and_loadable_checkpoints(tmp_path):
+def test_smoke_run_writes_table_md_traces_samples_and_loadable_checkpoints(tmp_path, monkeypatch):
     from boltzflow.cli import main
     from boltzflow.io import load_npz
     from boltzflow.training.checkpoint import load_flow
@@ -21,6 +21,7 @@ def test_smoke_run_writes_table_md_traces_samples_and_loadable_checkpoints(tmp_p
     assert set(r["table"]) == {"spline-k0.1-f0.001", "smooth-k0.1-f0.001"}
     for run in r["runs"]:
         assert run["failed"] or all(math.isfinite(run[k]) for k in ("nll", "fme", "kld", "ess_fraction"))
+        assert run["failed"] or len(run["ess_fraction_blocks"]) == 5
     for name in ("amber", "smooth", "spline"):
         md = r["md"][name]
         assert len(md["sd_per_dof_kj"]) == 2 and md["n_dof"] == 60 and len(md["total_kj"]) == 2
@@ -33,6 +34,25 @@ def test_smoke_run_writes_table_md_traces_samples_and_loadable_checkpoints(tmp_p
     assert (out / "figures" / "nve_energy.png").stat().st_size > 0
     flow, ckpt = load_flow(r["md"]["smooth"]["checkpoint"])
     assert ckpt["flow_spec"]["kind"] == "ic_smooth" and ckpt["system"]["name"] == "alanine-dipeptide"
+
+    # a stopped run resumes after its last finished stage: scoring and MD are not computed again
+    import boltzflow.experiments.smooth_flows as runner
+    import boltzflow.experiments.smooth_flows_md as md_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished stage ran again")
+
+    for module, name in ((runner, "score_run"), (md_module, "_nve"), (md_module, "_langevin_w2")):
+        monkeypatch.setattr(module, name, refuse)
+    (out / "results.json").unlink()
+    assert main(["reproduce", "smooth-flows", "--scale", "smoke", "--out", str(out), "--no-progress"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["table"] == r["table"] and again["md"] == r["md"]
+    # a stage whose saved key differs (here: its samples were deleted) is computed again
+    (out / "samples" / "smooth-k0.1-f0.001.npz").unlink()
+    (out / "results.json").unlink()
+    with pytest.raises(AssertionError, match="ran again"):
+        main(["reproduce", "smooth-flows", "--scale", "smoke", "--out", str(out), "--no-progress"])
 
 
 def _run(kind, wk, wf, rep, nll, failed=False):

@@ -20,6 +20,8 @@ Nothing here knows an atom count: shapes come from the system (``event_shape``, 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -98,6 +100,34 @@ def check_device(device: str | None, runner: str) -> None:
     if device not in (None, "cpu"):
         raise BoltzflowError(f"--device {device}: recipe runner {runner} runs on the CPU only (alanine-cartesian "
                              "runs on cuda)")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (to tie a saved stage result to the checkpoint it was computed from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_stage(path: str | Path, key: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The result saved at ``path`` if it was made with the same ``key``, else ``compute()``, saved there first.
+
+    A long run's evaluation stages (scoring, MD) go through this so that a stopped run resumes after its last
+    finished stage instead of recomputing, or losing, everything after training. ``key`` holds what the result
+    depends on (settings, seed, the checkpoint's :func:`file_sha256`); a different key recomputes and overwrites.
+    The result must be JSON-able.
+    """
+    path = Path(path)
+    key = json.loads(json.dumps(key))  # the form it takes in the file (tuples -> lists)
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return saved["result"]
+    result = compute()
+    save_json(path, {"key": key, "result": result})
+    return result
 
 
 def seeded(build: Callable[[], Any], seed: int) -> Any:
@@ -198,5 +228,5 @@ def finish(ctx: RunContext, results: dict[str, Any], config: Any, recipe: dict[s
     return results
 
 
-__all__ = ["BGEvaluation", "RealNVPFlow", "RunContext", "Stage", "bg_evaluation", "check_device", "check_out_dir",
-           "finish", "positive", "prepare_out_dir", "seeded", "start", "train_stages"]
+__all__ = ["BGEvaluation", "RealNVPFlow", "RunContext", "Stage", "bg_evaluation", "cached_stage", "check_device",
+           "check_out_dir", "file_sha256", "finish", "positive", "prepare_out_dir", "seeded", "start", "train_stages"]

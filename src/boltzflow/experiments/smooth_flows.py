@@ -23,7 +23,7 @@ and FME units differ (see ``docs/results/smooth-flows.md``).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import torch
 
 from boltzflow.errors import BoltzflowError
 from boltzflow.experiments.bg_data import load_bg_data, split_by_replica, to_internal, unconstrain_bonds
-from boltzflow.experiments.runner import check_device, finish, positive, seeded, start
+from boltzflow.experiments.runner import cached_stage, check_device, file_sha256, finish, positive, seeded, start
 from boltzflow.experiments.smooth_flows_eval import cell_name, score_run, summarize
 from boltzflow.flows.ic_flow import ic_smooth_flow, ic_smooth_spec, ic_spline_flow, ic_spline_spec, ic_statistics
 from boltzflow.flows.internal import InternalCoordinates
@@ -227,6 +227,28 @@ def train_one(ctx: Any, cfg: Config, d: dict[str, Any], system: Any, cell: tuple
     return flow, record, path
 
 
+def _score(out: Path, flow64: Any, system: Any, test: tuple[Any, Any], scoring: Scoring, seed: int,
+           cell: tuple[str, float, float], rep: int, checkpoint: Path) -> dict[str, Any]:
+    """:func:`score_run` of one trained run, saved as ``checkpoints/<run>-score.json`` (with the samples of
+    replica 0 in ``samples/``) and reused when the run is resumed with the same checkpoint and settings."""
+    saved = scoring.n_saved if rep == 0 else 0
+    samples_path = out / "samples" / f"{cell_name(*cell)}.npz"
+    cache = out / "checkpoints" / f"{cell_name(*cell)}-r{rep}-score.json"
+    if saved and not samples_path.exists():
+        cache.unlink(missing_ok=True)  # the samples went missing: score again to write them
+
+    def compute() -> dict[str, Any]:
+        record = score_run(flow64, system, test, scoring, seed + 100 * rep, saved)
+        samples = record.pop("samples", None)
+        if samples is not None:
+            save_npz(samples_path, **samples)
+        return record
+
+    key = {"checkpoint_sha256": file_sha256(checkpoint), "scoring": asdict(scoring), "seed": seed + 100 * rep,
+           "n_saved": saved, "n_test": len(test[0])}
+    return cached_stage(cache, key, compute)
+
+
 def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True, force: bool = False,
         command: list[str] | None = None, device: str | None = None,
         recipe: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -247,15 +269,11 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
             flow, record, path = train_one(ctx, cfg, d, system, cell, rep, info)
             if flow is not None:
                 flow64 = copy.deepcopy(flow).double().eval()
-                saved = cfg.scoring.n_saved if rep == 0 else 0
-                record.update(score_run(flow64, system, d["test"], cfg.scoring, seed + 100 * rep, saved))
-                samples = record.pop("samples", None)
-                if samples is not None:
-                    save_npz(ctx.out / "samples" / f"{cell_name(*cell)}.npz", **samples)
+                record.update(_score(ctx.out, flow64, system, d["test"], cfg.scoring, seed, cell, rep, path))
                 if rep == 0 and not record["failed"]:
                     keep[cell] = (flow64, str(path))
             runs.append(record)
-    md = md_study(ctx.out, system, keep, d["test"][0], cfg.md, seed + 7)
+    md = md_study(ctx.out, system, keep, d["test"][0], cfg.md, seed + 7, cache=ctx.out / "checkpoints")
     results = {"table": summarize(runs, cells), "runs": runs, "md": md, "n_train": len(d["train"][0]),
                "n_test": len(d["test"][0]), "data": d["source"],
                "train_seconds": float(sum(r.get("train_seconds", 0.0) for r in runs))}

@@ -25,6 +25,7 @@ from boltzflow.training.energy_fit import bg_samples
 from boltzflow.training.force_matching import force_matching_error
 
 METRICS = ("nll", "fme", "force_rmse", "kld", "ess_fraction")
+ESS_BLOCKS = 5
 
 
 def cell_name(kind: str, kl_weight: float, force_weight: float) -> str:
@@ -62,6 +63,8 @@ def score_run(flow: Any, system: Any, test: tuple[Tensor, Tensor], scoring: Any,
         "nll": nll, "fme": fm.fme, "force_rmse": fm.rmse,
         "kld": float(kl_terms[finite].mean()) if finite.any() else math.nan,
         "kld_nonfinite": int((~finite).sum()), "ess_fraction": ess_fraction(draw.log_w), "n_ess": scoring.n_ess,
+        # the same draw in ESS_BLOCKS disjoint blocks: how much one draw of n_ess/ESS_BLOCKS samples varies
+        "ess_fraction_blocks": [ess_fraction(b) for b in draw.log_w.tensor_split(ESS_BLOCKS)],
     }
     out["failed"] = not all(math.isfinite(out[k]) for k in ("nll", "fme", "kld"))
     if n_saved:

@@ -13,6 +13,9 @@ Potentials: ``amber`` (the system's torch force field, kJ/mol), ``smooth`` and `
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from torch import Tensor
 
 from boltzflow.errors import BoltzflowError
 from boltzflow.eval.wasserstein import w2_with_floor
+from boltzflow.experiments.runner import cached_stage, file_sha256
 from boltzflow.samplers.dynamics import equilibrated_run
 from boltzflow.samplers.flow_potential import BOLTZMANN_KJ_PER_MOL_K, FlowPotential
 
@@ -87,8 +91,11 @@ def _langevin_w2(flow: Any, system: Any, x0: Tensor, masses: Tensor, kt: float, 
 
 
 def md_study(out: Path, system: Any, keep: dict[tuple[str, float, float], Any], x_test: Tensor, md: Any,
-             seed: int) -> dict[str, Any]:
-    """NVE per potential and the Langevin W2 of the smooth flow; writes ``figures/nve_energy.png``."""
+             seed: int, cache: Path | None = None) -> dict[str, Any]:
+    """NVE per potential and the Langevin W2 of the smooth flow; writes ``figures/nve_energy.png``.
+
+    With ``cache`` (a folder), each potential's NVE and the Langevin W2 are saved there as ``md-<name>.json`` when
+    they finish, and reused by a resumed run with the same protocol, starts, seed and checkpoint."""
     shape = tuple(system.event_shape)
     idx = np.linspace(0, len(x_test) - 1, md.runs).round().astype(int)
     x0 = x_test[idx].to(torch.float64).unflatten(-1, shape)
@@ -102,16 +109,31 @@ def md_study(out: Path, system: Any, keep: dict[tuple[str, float, float], Any], 
     potentials = {"amber": (_amber(system), None)}
     potentials.update({k: (FlowPotential(f, shape, system.temperature_kelvin), (path, cell))
                        for k, (f, path, cell) in flows.items()})
+    base_key = {"protocol": asdict(md), "seed": seed, "x0_sha256": hashlib.sha256(x0.numpy().tobytes()).hexdigest()}
+
+    def stage(name: str, where: tuple[str, Any] | None, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if cache is None:
+            return compute()
+        key = {**base_key, "checkpoint_sha256": None if where is None else file_sha256(where[0])}
+        return cached_stage(cache / f"md-{name}.json", key, compute)
+
     for name, (pot, where) in potentials.items():
-        result[name] = _nve(pot, x0, masses, kt, md, torch.Generator().manual_seed(seed))
-        if where is not None:
-            result[name].update(checkpoint=where[0], cell=list(where[1]))
+        def nve(pot: Any = pot, where: tuple[str, Any] | None = where) -> dict[str, Any]:
+            r = _nve(pot, x0, masses, kt, md, torch.Generator().manual_seed(seed))
+            if where is not None:
+                r.update(checkpoint=where[0], cell=list(where[1]))
+            return r
+
+        result[name] = stage(name, where, nve)
     if "smooth" in flows:
-        try:
-            result["langevin_w2_smooth"] = _langevin_w2(flows["smooth"][0], system, x0, masses, kt, md,
-                                                        torch.Generator().manual_seed(seed + 1))
-        except BoltzflowError as err:  # the Langevin run fell apart: say so instead of losing the whole study
-            result["langevin_w2_smooth"] = {"error": " ".join(str(err).split())}
+        def langevin() -> dict[str, Any]:
+            try:
+                return _langevin_w2(flows["smooth"][0], system, x0, masses, kt, md,
+                                    torch.Generator().manual_seed(seed + 1))
+            except BoltzflowError as err:  # the Langevin run fell apart: say so instead of losing the whole study
+                return {"error": " ".join(str(err).split())}
+
+        result["langevin_w2_smooth"] = stage("langevin_w2_smooth", flows["smooth"][1:], langevin)
     _figure(out / "figures" / "nve_energy.png", result, [k for k in potentials])
     return result
 
