@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ def test_smoke_run_writes_table_md_traces_samples_and_loadable_checkpoints(tmp_p
     out = tmp_path / "run"
     assert main(["reproduce", "smooth-flows", "--scale", "smoke", "--out", str(out), "--no-progress"]) == 0
     r = json.loads((out / "results.json").read_text())
-    assert set(r["table"]) == {"spline-k0.1-f0.001", "smooth-k0.1-f0.001"}
+    assert set(r["table"]) == {"spline-k0.1-f0.001", "smooth-k0.1-f0.001", "realnvp-k0-f0"}  # + the baseline
     for run in r["runs"]:
         assert run["failed"] or all(math.isfinite(run[k]) for k in ("nll", "fme", "kld", "ess_fraction"))
         assert run["failed"] or len(run["ess_fraction_blocks"]) == 5
@@ -34,6 +35,10 @@ def test_smoke_run_writes_table_md_traces_samples_and_loadable_checkpoints(tmp_p
     assert (out / "figures" / "nve_energy.png").stat().st_size > 0
     flow, ckpt = load_flow(r["md"]["smooth"]["checkpoint"])
     assert ckpt["flow_spec"]["kind"] == "ic_smooth" and ckpt["system"]["name"] == "alanine-dipeptide"
+    baseline, ckpt = load_flow(out / "checkpoints" / "realnvp-k0-f0-r0.safetensors")
+    assert ckpt["flow_spec"]["kind"] == "ic_realnvp"
+    assert load_npz(out / "samples" / "realnvp-k0-f0.npz")["xyz"].shape == (20, 22, 3)
+    assert re.search(r"\| ess_fraction \| realnvp \| [-+.0-9e]+ \| - \|", (out / "table.md").read_text())
 
     # a stopped run resumes after its last finished stage: scoring and MD are not computed again
     import boltzflow.experiments.smooth_flows as runner

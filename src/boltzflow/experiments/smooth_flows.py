@@ -9,7 +9,8 @@ Pipeline (``boltzflow reproduce smooth-flows``; every training run resumable fro
    stored ``forces_kj`` belong to the constrained positions, so they would not match the redrawn ones.
 2. Table 1 of paper 004: for each flow kind (``spline``: RQ splines, ``smooth``: C-infinity mixtures) and
    each (ω_k, ω_f) of the grid, ``replicas`` runs of ``(1 - ω_k - ω_f) NLL + ω_k KLD + ω_f FM`` (eq. (5),
-   :func:`~boltzflow.training.force_matching.eq5_objective`), best epoch by validation loss. A run *fails*
+   :func:`~boltzflow.training.force_matching.eq5_objective`), best epoch by validation loss; each baseline kind
+   (``realnvp``: affine couplings) is trained NLL-only (ω_k = ω_f = 0), ``replicas`` runs. A run *fails*
    when training stops with an error (no finite loss) or its test metrics are not finite. Scored on the test
    frames: NLL, FME (eq. (4), (kT/nm)²), KLD (``E_q[u + log q]`` on flow samples, nats) and the ESS fraction
    of ``n_ess`` flow samples; ``n_saved`` samples (``xyz``, ``log_prob``) of replica 0 of every cell are kept.
@@ -33,10 +34,18 @@ import torch
 from boltzflow.errors import BoltzflowError
 from boltzflow.experiments.bg_data import load_bg_data, split_by_replica, to_internal, unconstrain_bonds
 from boltzflow.experiments.runner import cached_stage, check_device, file_sha256, finish, positive, seeded, start
-from boltzflow.experiments.smooth_flows_eval import cell_name, score_run, summarize
-from boltzflow.flows.ic_flow import ic_smooth_flow, ic_smooth_spec, ic_spline_flow, ic_spline_spec, ic_statistics
+from boltzflow.experiments.smooth_flows_eval import cell_name, score_run, summarize, table_markdown
+from boltzflow.flows.ic_flow import (
+    ic_realnvp_flow,
+    ic_realnvp_spec,
+    ic_smooth_flow,
+    ic_smooth_spec,
+    ic_spline_flow,
+    ic_spline_spec,
+    ic_statistics,
+)
 from boltzflow.flows.internal import InternalCoordinates
-from boltzflow.io import save_npz
+from boltzflow.io import save_npz, save_text
 from boltzflow.systems.registry import get_system
 from boltzflow.training.config import TrainConfig
 from boltzflow.training.energy_fit import pack_forces
@@ -44,7 +53,7 @@ from boltzflow.training.force_matching import eq5_objective
 from boltzflow.training.loop import fit
 from boltzflow.training.losses import linlog_cut
 
-KINDS = ("spline", "smooth")
+KINDS = ("spline", "smooth", "realnvp")
 
 
 @dataclass
@@ -65,7 +74,7 @@ class SmoothData:
 
 @dataclass
 class Architecture:
-    """Both flow kinds: coupling blocks, conditioner widths, mixture components (smooth), spline bins."""
+    """Every flow kind: coupling blocks, conditioner widths, mixture components (smooth), spline bins."""
 
     n_layers: int = 4
     hidden: list[int] = field(default_factory=lambda: [64, 64])
@@ -80,17 +89,21 @@ class Architecture:
 
 @dataclass
 class Grid:
-    """The runs of Table 1: flow kinds x ω_k x ω_f, ``replicas`` seeds each."""
+    """The runs of Table 1: flow kinds x ω_k x ω_f, ``replicas`` seeds each, plus the ``baselines`` kinds
+    trained NLL-only (ω_k = ω_f = 0, ``replicas`` seeds each) for the ESS comparison (paper 004: RealNVP)."""
 
-    kinds: list[str] = field(default_factory=lambda: list(KINDS))
+    kinds: list[str] = field(default_factory=lambda: ["spline", "smooth"])
     kl_weights: list[float] = field(default_factory=lambda: [0.0, 0.1])
     force_weights: list[float] = field(default_factory=lambda: [0.0, 0.001])
     replicas: int = 3
+    baselines: list[str] = field(default_factory=lambda: ["realnvp"])
 
     def __post_init__(self) -> None:
         positive(self, "replicas")
         if not self.kinds or any(k not in KINDS for k in self.kinds):
             raise ValueError(f"kinds must be a non-empty list of {', '.join(KINDS)}, got {self.kinds}")
+        if any(k not in KINDS for k in self.baselines):
+            raise ValueError(f"baselines must be a list of {', '.join(KINDS)} (may be empty), got {self.baselines}")
         for wk in self.kl_weights:
             for wf in self.force_weights:
                 if not (0 <= wk and 0 <= wf and wk + wf <= 1):
@@ -197,6 +210,9 @@ def build(kind: str, arch: Architecture, ic: InternalCoordinates, stats: Any, in
     if kind == "smooth":
         kw = {"n_layers": arch.n_layers, "components": arch.components, "hidden": arch.hidden}
         return ic_smooth_flow(ic.zmatrix, stats, **kw), ic_smooth_spec(ic.zmatrix, stats, **kw, **info)
+    if kind == "realnvp":
+        kw = {"n_layers": arch.n_layers, "hidden": arch.hidden}
+        return ic_realnvp_flow(ic.zmatrix, stats, **kw), ic_realnvp_spec(ic.zmatrix, stats, **kw, **info)
     kw = {"n_layers": arch.n_layers, "bins": arch.bins, "hidden": arch.hidden}
     return ic_spline_flow(ic.zmatrix, stats, **kw), ic_spline_spec(ic.zmatrix, stats, **kw, **info)
 
@@ -252,7 +268,8 @@ def _score(out: Path, flow64: Any, system: Any, test: tuple[Any, Any], scoring: 
 def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True, force: bool = False,
         command: list[str] | None = None, device: str | None = None,
         recipe: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train the grid, score every run, run the MD; write results.json, figures, samples and checkpoints."""
+    """Train the grid, score every run, run the MD; write results.json, table.md, figures, samples and
+    checkpoints."""
     from boltzflow.experiments.smooth_flows_md import md_study
 
     check_device(device, "smooth-flows")
@@ -264,6 +281,7 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
             "temperature_kelvin": system.temperature_kelvin, "resampled_bonds": [list(map(int, p)) for p in d["fixed"]]}
     runs, keep = [], {}
     cells = [(k, wk, wf) for k in cfg.grid.kinds for wk in cfg.grid.kl_weights for wf in cfg.grid.force_weights]
+    cells += [(k, 0.0, 0.0) for k in cfg.grid.baselines if (k, 0.0, 0.0) not in cells]
     for cell in cells:
         for rep in range(cfg.grid.replicas):
             flow, record, path = train_one(ctx, cfg, d, system, cell, rep, info)
@@ -277,6 +295,7 @@ def run(out: str | Path, config: Config, *, seed: int = 0, progress: bool = True
     results = {"table": summarize(runs, cells), "runs": runs, "md": md, "n_train": len(d["train"][0]),
                "n_test": len(d["test"][0]), "data": d["source"],
                "train_seconds": float(sum(r.get("train_seconds", 0.0) for r in runs))}
+    save_text(ctx.out / "table.md", table_markdown(results["table"]) + "\n")
     return finish(ctx, results, cfg, recipe)
 
 

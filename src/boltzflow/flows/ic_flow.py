@@ -1,6 +1,6 @@
 """Coupling flows on the internal coordinates of a molecule (Boltzmann-generator architecture, paper 004 §6.3).
 
-Two families share the layout and differ in the elementwise map of their couplings:
+Three families share the layout and differ in the elementwise map of their couplings:
 
 * **spline** (:func:`ic_spline_flow`, spec kind ``"ic_spline"``): latent bonds, angles and *narrow* torsions
   (circular spread < 0.6 rad in the data, see :func:`ic_statistics`) are standard normal and go through RQ
@@ -15,13 +15,17 @@ Two families share the layout and differ in the elementwise map of their couplin
   statistics as in the spline flow. By default (``analytic_density=True``, the paper's choice) the analytic
   mixture is the density direction, so ``log_prob`` and its forces need no root finding, and sampling inverts
   the mixtures by bisection; ``False`` swaps the two.
+* **realnvp** (:func:`ic_realnvp_flow`, spec kind ``"ic_realnvp"``, the affine baseline of paper 004's Table 1):
+  :class:`~boltzflow.flows.elementwise.Affine` maps, all latent entries standard normal and on the line; after
+  the couplings :class:`CircleFromLine` maps the wide torsions onto (-pi, pi).
 
 The transform, latent -> Cartesian:
 
 1. ``n_layers`` blocks of :class:`~boltzflow.flows.coupling.Coupling`, each block transforming in turn the
    even and the odd periodic torsions, the narrow torsions, the bonds and the angles, every group conditioned
    on all the others (periodic entries enter the conditioner as (cos, sin), the rest as they are);
-2. (smooth only) :class:`NormalQuantile` on the non-periodic entries;
+2. (smooth only) :class:`NormalQuantile` on the non-periodic entries; (realnvp only) :class:`CircleFromLine` on
+   the wide torsions;
 3. :class:`ICStandardize`: fixed de-standardisation with data statistics, ``b = mean + std * z`` for bonds and
    angles, ``t = wrap(circular mean + spread * z)`` for torsions (spread 1 for the periodic ones);
 4. :class:`~boltzflow.flows.internal.InternalCoordinates` (no rigid frame): internal vector -> flattened
@@ -50,9 +54,10 @@ from torch import Tensor
 from boltzflow.flows.conditioners import MLPConditioner
 from boltzflow.flows.core import Compose, Transform
 from boltzflow.flows.coupling import Coupling
-from boltzflow.flows.elementwise import CircularRQSpline, Elementwise, Inverted, RQSpline
+from boltzflow.flows.elementwise import Affine, CircularRQSpline, Elementwise, Inverted, RQSpline
 from boltzflow.flows.flow import Flow
 from boltzflow.flows.ic_layers import (
+    CircleFromLine,
     ICBase,
     ICStandardize,
     ICStats,
@@ -69,12 +74,16 @@ from boltzflow.flows.zmatrix import ZMatrix
 __all__ = [
     "ICBase",
     "ICStandardize",
+    "CircleFromLine",
     "ICStats",
     "NormalQuantile",
+    "build_ic_realnvp",
     "build_ic_smooth",
     "build_ic_spline",
     "coupling_groups",
     "ic_coupling",
+    "ic_realnvp_flow",
+    "ic_realnvp_spec",
     "ic_smooth_flow",
     "ic_smooth_spec",
     "ic_spline_flow",
@@ -120,23 +129,28 @@ def _ic_flow(
     make_map: Callable[[bool], Elementwise],
     hidden: Sequence[int],
     activation: str,
-    smooth: bool,
+    latent: str,
 ) -> Flow:
-    """The flow of the module docstring, with ``make_map(periodic)`` giving each coupling's elementwise map."""
+    """The flow of the module docstring, with ``make_map(periodic)`` giving each coupling's elementwise map.
+
+    ``latent``: ``"normal"`` (spline), ``"unit"`` (smooth: [0, 1] then :class:`NormalQuantile`) or ``"line"``
+    (affine: every entry on the line, then :class:`CircleFromLine` puts the wide torsions on the circle).
+    """
     ic = InternalCoordinates(zmatrix)
     angular = torch.zeros(ic.dim, dtype=torch.bool)
     angular[ic.periodic_idx] = True
     if stats.loc.shape != (ic.dim,) or stats.scale.shape != (ic.dim,):
         raise ValueError(f"stats must have shape ({ic.dim},) for this Z-matrix, got {tuple(stats.loc.shape)}")
     periodic = angular & (torch.as_tensor(stats.scale) == 1.0)  # wide torsions (see ic_statistics)
+    on_circle = torch.zeros_like(periodic) if latent == "line" else periodic  # modelled as angles by the couplings
     layers: list[Transform] = [
-        ic_coupling(periodic, group, make_map(bool(periodic[group[0]])), hidden, activation)
+        ic_coupling(on_circle, group, make_map(bool(on_circle[group[0]])), hidden, activation)
         for _ in range(n_layers)
         for group in coupling_groups(ic, periodic)
     ]
-    layers += [NormalQuantile(periodic)] if smooth else []
+    layers += {"normal": [], "unit": [NormalQuantile(periodic)], "line": [CircleFromLine(periodic)]}[latent]
     layers += [ICStandardize(stats, angular), ic]
-    return Flow(ICBase(periodic, unit_interval=smooth), Compose(layers))
+    return Flow(ICBase(on_circle, unit_interval=latent == "unit"), Compose(layers))
 
 
 def ic_spline_flow(
@@ -164,7 +178,7 @@ def ic_spline_flow(
     def make_map(periodic: bool) -> Elementwise:
         return CircularRQSpline(bins, rotate=True) if periodic else RQSpline(bins, tail_bound)
 
-    return _ic_flow(zmatrix, stats, n_layers, make_map, hidden, activation, smooth=False)
+    return _ic_flow(zmatrix, stats, n_layers, make_map, hidden, activation, latent="normal")
 
 
 def ic_smooth_flow(
@@ -204,7 +218,34 @@ def ic_smooth_flow(
             inner = SmoothInterval(components, 0.0, 1.0, ramp_power, bisection_bins)
         return Inverted(inner) if analytic_density else inner
 
-    return _ic_flow(zmatrix, stats, n_layers, make_map, hidden, activation, smooth=True)
+    return _ic_flow(zmatrix, stats, n_layers, make_map, hidden, activation, latent="unit")
+
+
+def ic_realnvp_flow(
+    zmatrix: ZMatrix,
+    stats: ICStats,
+    n_layers: int = 4,
+    hidden: Sequence[int] = (128, 128),
+    activation: str = "silu",
+    scale_clamp: float | None = 2.0,
+) -> Flow:
+    """Affine (RealNVP) coupling flow latent (d = 3n - 6) -> flattened Cartesian positions (3n, nm).
+
+    The baseline of paper 004's Table 1: the layout of the spline flow with :class:`~boltzflow.flows.elementwise.
+    Affine` maps. An affine map is no bijection of the circle, so here every latent entry is standard normal and
+    stays on the line through the couplings, and :class:`CircleFromLine` maps the wide torsions onto (-pi, pi)
+    at the end (the periodic entries enter the conditioners as plain numbers).
+
+    Args:
+        zmatrix: placement order of the atoms.
+        stats: :func:`ic_statistics` of training data (shapes (d,)).
+        n_layers: coupling blocks (each transforms all groups once).
+        hidden: conditioner hidden widths.
+        activation: conditioner activation.
+        scale_clamp: soft bound on the log-scale per layer (None: unbounded).
+    """
+    check_net_config(n_layers=n_layers, hidden=hidden, activation=activation)
+    return _ic_flow(zmatrix, stats, n_layers, lambda periodic: Affine(scale_clamp), hidden, activation, latent="line")
 
 
 def _spec(kind: str, build: Callable[..., Flow], zmatrix: ZMatrix, stats: ICStats, args: tuple[Any, ...],
@@ -240,6 +281,12 @@ def ic_smooth_spec(zmatrix: ZMatrix, stats: ICStats, *args: Any, **kwargs: Any) 
     return _spec("ic_smooth", ic_smooth_flow, zmatrix, stats, args, kwargs)
 
 
+def ic_realnvp_spec(zmatrix: ZMatrix, stats: ICStats, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """JSON-able spec of :func:`ic_realnvp_flow` (kind ``"ic_realnvp"``): its arguments after ``stats``,
+    positional or by name; other keywords are stored as is under ``info`` (molecule, ...)."""
+    return _spec("ic_realnvp", ic_realnvp_flow, zmatrix, stats, args, kwargs)
+
+
 def _unpack(config: dict[str, Any], loc: Any, scale: Any) -> tuple[dict[str, Any], ZMatrix, ICStats]:
     config = dict(config)
     if "zmatrix" not in config:
@@ -259,3 +306,9 @@ def build_ic_smooth(config: dict[str, Any], loc: Any, scale: Any) -> Flow:
     """Builder for ``boltzflow.flows.spec.BUILDERS["ic_smooth"]``: the flow of an :func:`ic_smooth_spec`."""
     config, zmatrix, stats = _unpack(config, loc, scale)
     return ic_smooth_flow(zmatrix, stats, **config)
+
+
+def build_ic_realnvp(config: dict[str, Any], loc: Any, scale: Any) -> Flow:
+    """Builder for ``boltzflow.flows.spec.BUILDERS["ic_realnvp"]``: the flow of an :func:`ic_realnvp_spec`."""
+    config, zmatrix, stats = _unpack(config, loc, scale)
+    return ic_realnvp_flow(zmatrix, stats, **config)

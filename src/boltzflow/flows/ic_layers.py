@@ -132,6 +132,35 @@ class NormalQuantile(Transform):
         return torch.where(self.periodic, x, torch.special.ndtr(x)), self._log_phi(x)
 
 
+class CircleFromLine(Transform):
+    """Fixed map ``t = 2 pi Phi(z) - pi`` (line -> open circle chart) on the ``periodic`` entries, identity on the rest.
+
+    The affine (RealNVP) internal-coordinate flow keeps every entry on the line, where an affine coupling is a
+    bijection; this map then sends the wide torsions onto (-pi, pi) exactly, with log|dt/dz| = log(2 pi) +
+    log phi(z), so the density is exact (it is only continuous, not periodic-smooth, across the seam at ±pi).
+
+    Args:
+        periodic: bool mask of the entries mapped to the circle, shape (d,).
+    """
+
+    def __init__(self, periodic: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("periodic", torch.as_tensor(periodic, dtype=torch.bool), persistent=False)
+
+    def _logdet(self, z: Tensor) -> Tensor:
+        return torch.where(self.periodic, 0.5 * LOG_2PI - 0.5 * z**2, 0.0).sum(-1)  # log 2 pi + log phi(z)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        t = 2 * math.pi * torch.special.ndtr(z) - math.pi
+        return torch.where(self.periodic, t, z), self._logdet(z)
+
+    def inverse(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        info = torch.finfo(t.dtype)
+        u = ((t + math.pi) / (2 * math.pi)).clamp(info.tiny, 1 - info.eps / 2)
+        z = torch.where(self.periodic, torch.special.ndtri(u), t)
+        return z, -self._logdet(z)
+
+
 class ICStandardize(Transform):
     """Fixed map ``x = loc + scale * z``, wrapped to [-pi, pi) on the angular (torsion) entries.
 

@@ -44,12 +44,19 @@ def _build_ic_smooth(config: dict[str, Any], loc: Any, scale: Any) -> Flow:
     return build_ic_smooth(config, loc, scale)
 
 
+def _build_ic_realnvp(config: dict[str, Any], loc: Any, scale: Any) -> Flow:
+    from boltzflow.flows.ic_flow import build_ic_realnvp
+
+    return build_ic_realnvp(config, loc, scale)
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any], Any, Any], Flow]] = {
     "realnvp": _build_realnvp,
     "spline": _build_spline,
     "circular_spline": _build_circular_spline,
     "ic_spline": _build_ic_spline,
     "ic_smooth": _build_ic_smooth,
+    "ic_realnvp": _build_ic_realnvp,
 }
 
 
