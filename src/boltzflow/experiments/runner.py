@@ -116,15 +116,17 @@ def cached_stage(path: str | Path, key: dict[str, Any], compute: Callable[[], di
 
     A long run's evaluation stages (scoring, MD) go through this so that a stopped run resumes after its last
     finished stage instead of recomputing, or losing, everything after training. ``key`` holds what the result
-    depends on (settings, seed, the checkpoint's :func:`file_sha256`); a different key recomputes and overwrites.
-    The result must be JSON-able.
+    depends on (settings, seed, the checkpoint's :func:`file_sha256`); a different key, or a file that cannot be
+    read, recomputes and overwrites. The result must be JSON-able.
     """
     path = Path(path)
     key = json.loads(json.dumps(key))  # the form it takes in the file (tuples -> lists)
-    if path.exists():
+    try:
         saved = json.loads(path.read_text())
-        if saved.get("key") == key:
+        if isinstance(saved, dict) and saved.get("key") == key and "result" in saved:
             return saved["result"]
+    except (OSError, ValueError):  # missing or unreadable: compute it again
+        pass
     result = compute()
     save_json(path, {"key": key, "result": result})
     return result
