@@ -137,7 +137,7 @@ class CircleFromLine(Transform):
 
     The affine (RealNVP) internal-coordinate flow keeps every entry on the line, where an affine coupling is a
     bijection; this map then sends the wide torsions onto (-pi, pi) exactly, with log|dt/dz| = log(2 pi) +
-    log phi(z), so the density is exact (it is only continuous, not periodic-smooth, across the seam at ±pi).
+    log phi(z), so the density is exact (but need not be continuous across the seam at ±pi).
 
     Args:
         periodic: bool mask of the entries mapped to the circle, shape (d,).
