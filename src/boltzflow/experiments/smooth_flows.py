@@ -35,15 +35,7 @@ from boltzflow.errors import BoltzflowError
 from boltzflow.experiments.bg_data import load_bg_data, split_by_replica, to_internal, unconstrain_bonds
 from boltzflow.experiments.runner import cached_stage, check_device, file_sha256, finish, positive, seeded, start
 from boltzflow.experiments.smooth_flows_eval import cell_name, score_run, summarize, table_markdown
-from boltzflow.flows.ic_flow import (
-    ic_realnvp_flow,
-    ic_realnvp_spec,
-    ic_smooth_flow,
-    ic_smooth_spec,
-    ic_spline_flow,
-    ic_spline_spec,
-    ic_statistics,
-)
+from boltzflow.flows import ic_flow
 from boltzflow.flows.internal import InternalCoordinates
 from boltzflow.io import save_npz, save_text
 from boltzflow.systems.registry import get_system
@@ -201,20 +193,19 @@ def prepare_data(system: Any, cfg: SmoothData, seed: int) -> dict[str, Any]:
         out[name] = (x, forces.flatten(1))
     periodic = torch.zeros(ic.dim, dtype=torch.bool)
     periodic[ic.periodic_idx] = True
-    out["stats"] = ic_statistics(q_train, periodic)
+    out["stats"] = ic_flow.ic_statistics(q_train, periodic)
     return out
 
 
 def build(kind: str, arch: Architecture, ic: InternalCoordinates, stats: Any, info: dict[str, Any]):
     """``(flow, spec)`` of one kind."""
-    if kind == "smooth":
-        kw = {"n_layers": arch.n_layers, "components": arch.components, "hidden": arch.hidden}
-        return ic_smooth_flow(ic.zmatrix, stats, **kw), ic_smooth_spec(ic.zmatrix, stats, **kw, **info)
-    if kind == "realnvp":
-        kw = {"n_layers": arch.n_layers, "hidden": arch.hidden}
-        return ic_realnvp_flow(ic.zmatrix, stats, **kw), ic_realnvp_spec(ic.zmatrix, stats, **kw, **info)
-    kw = {"n_layers": arch.n_layers, "bins": arch.bins, "hidden": arch.hidden}
-    return ic_spline_flow(ic.zmatrix, stats, **kw), ic_spline_spec(ic.zmatrix, stats, **kw, **info)
+    make_flow, make_spec, extra = {
+        "smooth": (ic_flow.ic_smooth_flow, ic_flow.ic_smooth_spec, {"components": arch.components}),
+        "spline": (ic_flow.ic_spline_flow, ic_flow.ic_spline_spec, {"bins": arch.bins}),
+        "realnvp": (ic_flow.ic_realnvp_flow, ic_flow.ic_realnvp_spec, {}),
+    }[kind]
+    kw = {"n_layers": arch.n_layers, "hidden": arch.hidden, **extra}
+    return make_flow(ic.zmatrix, stats, **kw), make_spec(ic.zmatrix, stats, **kw, **info)
 
 
 def train_one(ctx: Any, cfg: Config, d: dict[str, Any], system: Any, cell: tuple[str, float, float], rep: int,
