@@ -53,6 +53,10 @@ def test_one_cell_runs_alone(tmp_path, capsys):
     other = argv[:4] + ["--set", "training.steps=6"] + argv[4:]
     assert main(other) != 0  # a finished cell made with other settings is not passed off as this one
     assert "other settings (steps)" in capsys.readouterr().err
+    assert json.loads((out / "runs" / "gmm40-linear-s0.json").read_text())["training"]["base_scale"] == 30.0
+    sigma2 = argv[:4] + ["--set", 'training.base_scale_overrides={"gmm40/linear"=2.0}'] + argv[4:]
+    assert main(sigma2) != 0  # the recipe's sigma0 = 30 for this cell is part of its settings
+    assert "other settings (base_scale)" in capsys.readouterr().err
     assert (out / "runs" / "gmm40-linear-s0.json").stat().st_mtime_ns == stamp
     partial = ["reproduce", "fisher-rao", "--scale", "smoke", "--set", "skip_missing=true", "--set",
                'targets=["gmm40"]', "--out", str(out), "--no-progress"]
@@ -68,7 +72,9 @@ def test_one_cell_runs_alone(tmp_path, capsys):
     [("only=gmm40/bogus/0", "only must be"), ("targets=[\"gmm41\"]", "targets must be"),
      ("interpolations=[\"linear\",\"linear\"]", "interpolations must be"),
      ("training.source=\"sphere\"", "source must be"), ("training.trajectory_fraction=1.5", "trajectory_fraction"),
-     ("evaluation.n_weights=400", "n_weights and n_saved"), ("training.hidden=[]", "hidden must be")],
+     ("evaluation.n_weights=400", "n_weights and n_saved"), ("training.hidden=[]", "hidden must be"),
+     ('training.base_scale_overrides={"gmm41/linear"=2.0}', "base_scale_overrides keys"),
+     ('training.base_scale_overrides={"gmm40/linear"=0.0}', "must be a finite number > 0")],
 )
 def test_bad_values_are_one_line_and_create_nothing(value, message, tmp_path, capsys):
     out = tmp_path / "bad"
@@ -79,6 +85,14 @@ def test_bad_values_are_one_line_and_create_nothing(value, message, tmp_path, ca
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert rc != 0 and len(lines) == 1 and message in lines[0], lines
     assert not out.exists()
+
+
+def test_base_scale_overrides_resolve_per_cell():
+    tc = load_recipe("fisher-rao", "smoke").config.training
+    assert tc.base_scale_overrides == {"gmm40/linear": 30.0, "gmm40/learned": 30.0}  # paper 003, Fig. 3
+    assert [tc.for_cell("gmm40", i)["base_scale"] for i in ("linear", "learned", "gradient_flow")] == [30.0, 30.0, 1.0]
+    assert tc.for_cell("manywell8", "linear")["base_scale"] == 1.0
+    assert "base_scale_overrides" not in tc.for_cell("gmm40", "linear")
 
 
 def _cell(interp, seed, modes, ed, floor, log_z_error, speed_t1, ess):

@@ -14,6 +14,7 @@ the issue's bars (:mod:`boltzflow.experiments.fisher_rao_report`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -42,6 +43,8 @@ from boltzflow.training.fisher_rao_fit import (
 )
 
 SOURCES = ("box", "noised_box")
+PAPER_BASE_SCALES = {"gmm40/linear": 30.0, "gmm40/learned": 30.0}
+"""Paper 003, Fig. 3: sigma = 30 for the linear and learned interpolations on GMM-40 (1 for the gradient flow)."""
 
 
 @dataclass
@@ -56,6 +59,9 @@ class CurveTraining:
         grad_clip: gradient-norm clip.
         hidden: hidden widths of every network (v_theta or psi_theta, phi_theta; C_phi has its own).
         base_scale: sigma0 of the base N(0, sigma0^2 I).
+        base_scale_overrides: sigma0 for some cells, ``{"target/interpolation": sigma0}``; by default paper
+            003's (Fig. 3), :data:`PAPER_BASE_SCALES` (a ``--set`` of this table adds to it: set a cell to 1.0 to
+            undo it).
         source: ``box`` (uniform on the target's box, paper 003 eq. 17) or ``noised_box`` (the box along the OU path).
         trajectory_fraction: share of each batch on the model's own ODE trajectories (Máté & Fleuret); 0: none.
         trajectory_paths: trajectories per refresh.
@@ -73,6 +79,7 @@ class CurveTraining:
     grad_clip: float = 100.0
     hidden: list[int] = field(default_factory=lambda: [64, 64, 64])
     base_scale: float = 1.0
+    base_scale_overrides: dict[str, float] = field(default_factory=lambda: dict(PAPER_BASE_SCALES))
     source: str = "box"
     trajectory_fraction: float = 0.5
     trajectory_paths: int = 512
@@ -90,10 +97,28 @@ class CurveTraining:
             raise ValueError(f"trajectory_fraction must lie in [0, 1], got {self.trajectory_fraction}")
         if not self.hidden or any(isinstance(h, bool) or h < 1 for h in self.hidden):
             raise ValueError(f"hidden must be a non-empty list of widths >= 1, got {self.hidden}")
+        cells = {f"{t}/{i}" for t in TARGET_NAMES for i in INTERPOLATIONS}
+        for key, value in self.base_scale_overrides.items():
+            if key not in cells:
+                raise ValueError(f"base_scale_overrides keys must be 'target/interpolation' with a target from "
+                                 f"{', '.join(TARGET_NAMES)} and an interpolation from {', '.join(INTERPOLATIONS)}, "
+                                 f"got {key!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"base_scale_overrides[{key!r}] must be a finite number > 0, got {value!r}")
         for name, value, allowed in (("source", self.source, SOURCES), ("schedule", self.schedule, SCHEDULES),
                                      ("velocity_form", self.velocity_form, ("gradient", "free"))):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+    def base_scale_for(self, target: str, interpolation: str) -> float:
+        """sigma0 of one cell: its override, else ``base_scale``."""
+        return float(self.base_scale_overrides.get(f"{target}/{interpolation}", self.base_scale))
+
+    def for_cell(self, target: str, interpolation: str) -> dict[str, Any]:
+        """The settings one cell is trained with (saved with it and compared on resume): the overrides resolved."""
+        out = asdict(self)
+        del out["base_scale_overrides"]
+        return {**out, "base_scale": self.base_scale_for(target, interpolation)}
 
 
 @dataclass
@@ -222,22 +247,23 @@ def _cell(cells_dir: Path, target: CurveTarget, interp: str, seed: int, config: 
     if path.exists():
         with open(path) as f:
             saved = json.load(f)
-        _check_same_settings(saved, path, asdict(tc), ev)
+        _check_same_settings(saved, path, tc.for_cell(target.name, interp), ev)
         return saved
-    model = seeded(lambda: build_model(interp, target.energy, target.dim, tc.base_scale, tc.hidden,
+    sigma0 = tc.base_scale_for(target.name, interp)
+    model = seeded(lambda: build_model(interp, target.energy, target.dim, sigma0, tc.hidden,
                                        velocity_form=tc.velocity_form, schedule=tc.schedule, **target.scales), seed)
     fit = FitConfig(steps=tc.steps, batch_size=tc.batch_size, lr=tc.lr, lr_final=tc.lr_final,
                     grad_clip=tc.grad_clip, hutchinson=target.dim > tc.hutchinson_above_dim,
                     log_every=max(tc.steps // 50, 1))
     gen = torch.Generator().manual_seed(1000 + seed)
-    box = box_source(*target.box) if tc.source == "box" else noised_box_source(*target.box, tc.base_scale)
+    box = box_source(*target.box) if tc.source == "box" else noised_box_source(*target.box, sigma0)
     source = box
     if tc.trajectory_fraction > 0:
         traj = TrajectorySource(model, *target.box, n_paths=tc.trajectory_paths, steps=tc.trajectory_steps,
                                 refresh=tc.trajectory_refresh)
         source = mixed_source(traj, box, tc.trajectory_fraction)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    head = {"target": target.name, "interpolation": interp, "seed": seed, "training": asdict(tc)}
+    head = {"target": target.name, "interpolation": interp, "seed": seed, "training": tc.for_cell(target.name, interp)}
     try:
         history = fit_curve(model, source, fit, gen)
     except BoltzflowError as err:  # a diverged fit is a result too: recorded, not retried on resume

@@ -59,6 +59,7 @@ def summarise(cells: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]
         row["speed_max"] = _stats(speed.max(1).tolist())
         row["speed_curve"] = {"times": runs[0]["speed_times"], "mean": speed.mean(0).tolist(),
                               "sd": speed.std(0, ddof=1).tolist() if len(runs) > 1 else [0.0] * speed.shape[1]}
+        row["base_scale"] = runs[0].get("training", {}).get("base_scale")
         row["seeds"], row["n_modes"], row["n_eval"] = [r["seed"] for r in runs], runs[0]["n_modes"], runs[0]["n_eval"]
         table[target][interp] = row
     return dict(table)
@@ -104,9 +105,9 @@ def verdicts(table: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def markdown_table(table: dict[str, dict[str, Any]]) -> str:
     """The results table (mean ± sd over seeds)."""
-    lines = ["| target | interpolation | seeds | energy distance (floor) | ED / floor | ESS % | log Z error (IS) "
-             "| log Z error (∫C) | modes covered | speed at t=1 | max speed | train wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| target | interpolation | base σ₀ | seeds | energy distance (floor) | ED / floor | ESS % "
+             "| log Z error (IS) | log Z error (∫C) | modes covered | speed at t=1 | max speed | train wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def f(row: dict, key: str, scale: float = 1.0) -> str:
         mean = fmt(row[key]["mean"] * scale)
@@ -115,8 +116,9 @@ def markdown_table(table: dict[str, dict[str, Any]]) -> str:
     for target, rows in table.items():
         for interp, row in rows.items():
             lines.append(
-                f"| {target} | {LABELS[interp]} | {len(row['seeds'])} | {f(row, 'energy_distance')} "
-                f"({fmt(row['energy_distance_floor']['mean'])}) | {f(row, 'ed_over_floor')} "
+                f"| {target} | {LABELS[interp]} | {fmt(row['base_scale'])} | {len(row['seeds'])} "
+                f"| {f(row, 'energy_distance')} ({fmt(row['energy_distance_floor']['mean'])}) "
+                f"| {f(row, 'ed_over_floor')} "
                 f"| {f(row, 'ess_fraction', 100)} | {f(row, 'log_z_is_error')} | {f(row, 'log_z_rate_error')} "
                 f"| {f(row, 'modes_covered')} / {row['n_modes']} | {f(row, 'speed_t1')} | {f(row, 'speed_max')} "
                 f"| {f(row, 'train_wall_s')} |")
@@ -133,7 +135,8 @@ def report(out: Path, cells: list[dict[str, Any]], config: Any) -> dict[str, Any
         times = torch.as_tensor(table["gmm40"][next(iter(table["gmm40"]))]["speed_curve"]["times"])
         exact_ou = {"times": times.tolist(), "speed": exact_ou_speed(get_target("gmm40"), times, ev.n_speed,
                                                                         ev.reference_seed + 3,
-                                                                        config.training.base_scale)}
+                                                                        config.training.base_scale_for(
+                                                                            "gmm40", "gradient_flow"))}
     _figures(out, table, tele, exact_ou, cells, ev.n_saved)
     return {"table": table, "verdicts": verdicts(table), "teleport_exact_1d": tele, "exact_ou_speed_gmm40": exact_ou,
             "failed": [{k: c[k] for k in ("target", "interpolation", "seed", "error")} for c in cells if "error" in c],
