@@ -116,3 +116,7 @@ def test_verdicts_follow_the_issue_bars():
     assert got["gmm40_learned_modes_ed_logz"] == {"per_seed": [False], "all_seeds": False}  # ED 2.5x its floor
     assert got["gmm40_linear_vs_ou"]["speed_ratio_t1"] == pytest.approx(12.5)
     assert got["gmm40_linear_vs_ou"]["ratio_at_least_10"] and all(got["gmm40_linear_vs_ou"]["linear_worse"].values())
+    assert got["gmm40_linear_vs_ou"]["same_base_scale"]
+    for c in cells:
+        c["training"] = {"base_scale": 30.0 if c["interpolation"] == "linear" else 1.0}
+    assert not verdicts(summarise(cells))["gmm40_linear_vs_ou"]["same_base_scale"]

@@ -6,7 +6,8 @@
   figure, ``figures/teleport.png``; samples of GMM-40 (``figures/samples-gmm40.png``) and loss curves;
 * the verdicts on issue 16's bars: on GMM-40 the learned or OU interpolation covers all modes with the energy
   distance within 2x its floor and |log Z error| <= 0.05; the linear interpolation's speed at t = 1 exceeds the
-  OU path's by >= 10x, with worse sample metrics.
+  OU path's by >= 10x, with worse sample metrics (``same_base_scale``: false when the two rows start from
+  different bases, where the comparison says nothing about teleportation).
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ def verdicts(table: dict[str, dict[str, Any]]) -> dict[str, Any]:
             worse = {"ed_over_floor": lin["ed_over_floor"]["mean"] > ou["ed_over_floor"]["mean"],
                      "ess_fraction": lin["ess_fraction"]["mean"] < ou["ess_fraction"]["mean"],
                      "abs_log_z_error": lin["abs_log_z_is_error"]["mean"] > ou["abs_log_z_is_error"]["mean"]}
+            same_base = lin.get("base_scale") == ou.get("base_scale")  # teleportation is about one base
             out[f"{target}_linear_vs_ou"] = {"speed_ratio_t1": ratio, "ratio_at_least_10": ratio >= 10,
-                                             "linear_worse": worse}
+                                             "linear_worse": worse, "same_base_scale": same_base}
     return out
 
 
