@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from boltzflow.eval.energy_distance import energy_distance
+from boltzflow.eval.weights import ess
 from boltzflow.experiments.fisher_rao_targets import get_target
 
 DRAWS = 16
@@ -36,8 +37,7 @@ for path in paths:
         x, log_w = torch.as_tensor(z["x"], dtype=torch.float64), torch.as_tensor(z["log_w"])
     n = len(x)
     rows = {"raw": [], "reweighted": [], "floor": [], "floor_at_ess": []}
-    w = torch.softmax(log_w[torch.isfinite(log_w)], 0)
-    n_eff = max(int(round(float(1 / (w**2).sum()))), 2)
+    n_eff = max(int(round(ess(log_w))), 2)
     for k in range(DRAWS):
         y = target.sample(n, torch.Generator().manual_seed(100 + 2 * k))
         exact = target.sample(n, torch.Generator().manual_seed(101 + 2 * k))
@@ -48,7 +48,7 @@ for path in paths:
     stats = {k: (float(np.mean(v)), float(np.std(v, ddof=1))) for k, v in rows.items()}
     floor = stats["floor"][0]
     key = f"{path.parent.parent.name}/{path.name}"
-    out[key] = {"n": n, "ess": float(1 / (w**2).sum()), **stats, "raw_over_floor": stats["raw"][0] / floor,
+    out[key] = {"n": n, "ess": ess(log_w), **stats, "raw_over_floor": stats["raw"][0] / floor,
                 "reweighted_over_floor": stats["reweighted"][0] / floor}
     print(f"{key}: n {n}, ESS {out[key]['ess']:.0f}, "
           f"raw {stats['raw'][0]:.4g} ± {stats['raw'][1]:.2g} ({stats['raw'][0] / floor:.0f}x floor), "
