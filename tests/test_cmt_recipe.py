@@ -88,6 +88,9 @@ def test_every_cmt_recipe_runs_end_to_end(name, tmp_path, no_figures):
         assert 0 <= ev["ramachandran_tv"] <= 1 and math.isfinite(ev["eubo"])
         umbrella = res["methods"]["cmt"]["alpha_l"]["umbrella_population"]
         assert (umbrella is not None) == (name == "cmt-alanine")
+        scan = res["methods"]["cmt"]["prior_scan"]  # the recipes' data-free prior: energy scans, counted and noted
+        assert scan["n_evaluations"] == 121 * (system.dim - 6) and scan["n_wide_torsions"] >= 2
+        assert f"energy scans of the PDB structure: {scan['n_evaluations']} energy evaluations" in "\n".join(table)
 
 
 def test_a_killed_run_resumes_at_its_last_step_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch, no_figures):

@@ -58,21 +58,36 @@ class CMTFlow:
         n_layers: coupling layers (blocks for ic_spline).
         hidden: conditioner hidden widths.
         bins: spline bins (spline, ic_spline).
-        bond_std: initial spread of the bonds, nm (ic_spline; torsions start uniform, TA-BG's prior).
-        angle_std: initial spread of the angles, rad (ic_spline).
+        prior: ic_spline's statistics. "pdb": bonds and angles centred on the PDB structure with ``bond_std``
+            and ``angle_std``, every torsion uniform (TA-BG's prior); "scan": from one-dimensional energy scans of
+            the PDB structure (:func:`boltzflow.systems.scan_prior.scan_statistics`; its energy evaluations are
+            reported, and are the same for every method).
+        bond_std: initial spread of the bonds, nm (prior "pdb").
+        angle_std: initial spread of the angles, rad (prior "pdb").
+        scan_temperature_factor: the scan profiles' temperature over the target's (prior "scan"; 4 = 1200 K).
+        wide_spread: a torsion whose scan profile spreads more than this (rad) is uniform (prior "scan").
+        wide_backbone: every backbone φ and ψ is uniform whatever its scan says (prior "scan").
     """
 
     kind: str = "realnvp"
     n_layers: int = 8
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     bins: int = 8
+    prior: str = "pdb"
     bond_std: float = 0.005
     angle_std: float = 0.08
+    scan_temperature_factor: float = 4.0
+    wide_spread: float = 1.0
+    wide_backbone: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in FLOW_KINDS:
             raise ValueError(f"kind must be one of {', '.join(FLOW_KINDS)}, got {self.kind!r}")
-        positive(self, "n_layers", "bins", "bond_std", "angle_std")
+        if self.prior not in ("pdb", "scan"):
+            raise ValueError(f"flow.prior must be \"pdb\" or \"scan\", got {self.prior!r}")
+        positive(self, "n_layers", "bins", "bond_std", "angle_std", "scan_temperature_factor", "wide_spread")
+        if not isinstance(self.wide_backbone, bool):
+            raise ValueError(f"flow.wide_backbone must be true or false, got {self.wide_backbone!r}")
         if not self.hidden or any(isinstance(h, bool) or h < 1 for h in self.hidden):
             raise ValueError(f"hidden must be a non-empty list of widths >= 1, got {self.hidden}")
 

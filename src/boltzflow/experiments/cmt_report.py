@@ -3,8 +3,9 @@
 * :func:`build_flow_for`: the one initial flow every method starts from. RealNVP on the flat coordinates of a model
   system, with the system's fixed de-standardisation (:func:`~boltzflow.experiments.baselines.prior_affine`, no
   samples); for molecules the internal-coordinate spline flow whose statistics are taken from the PDB structure
-  alone (bonds and angles centred on it with the recipe's spreads, every torsion uniform on the circle, as in
-  TA-BG's prior), so no MD frame enters training.
+  and the energy alone, so no MD frame enters training: ``flow.prior = "scan"`` scans each internal coordinate
+  with the others held (:func:`boltzflow.systems.scan_prior.scan_statistics`), ``"pdb"`` centres bonds and angles
+  on the structure with the recipe's spreads and makes every torsion uniform (TA-BG's prior).
 * :func:`reference_samples`: exact samples (model systems) or evenly spaced frames of a trajectory reference
   (molecules), for EUBO, NLL and Ramachandran TV only.
 * :func:`training_samples`: what the data-trained baseline md-nll fits, never an evaluation sample: the frames of
@@ -56,17 +57,26 @@ def build_flow_for(system: Any, f: CMTFlow, seed: int) -> tuple[Flow, dict[str, 
         return seeded(lambda: build_flow(spec).float(), seed), spec
     from boltzflow.flows.ic_flow import ICStats, ic_spline_flow, ic_spline_spec
     from boltzflow.flows.internal import InternalCoordinates
+    from boltzflow.systems.scan_prior import scan_statistics
 
     if system.zmatrix() is None:
         raise ValueError(f"flow.kind = ic_spline needs a molecule; {system.name} has no Z-matrix")
     ic = InternalCoordinates(system.zmatrix())
-    q0 = ic.inverse(torch.as_tensor(system.positions(), dtype=torch.float64).flatten()[None])[0][0]
-    scale = torch.ones_like(q0)
-    scale[ic.bond_idx], scale[ic.angle_idx] = f.bond_std, f.angle_std
-    stats = ICStats(q0, scale)
+    x_ref = torch.as_tensor(system.positions(), dtype=torch.float64).flatten()
+    extra: dict[str, Any] = {"statistics": "PDB structure (data-free)"}
+    if f.prior == "scan":
+        wide = [a for _, phi, psi in system.backbone_dihedrals() for a in (phi, psi)] if f.wide_backbone else []
+        scan = scan_statistics(ic.double(), system.flat_energy(), x_ref, f.scan_temperature_factor, f.wide_spread,
+                               wide)
+        stats = scan.stats
+        extra = {"statistics": "energy scans of the PDB structure (data-free)", "scan": scan.summary()}
+    else:
+        q0 = ic.inverse(x_ref[None])[0][0]
+        scale = torch.ones_like(q0)
+        scale[ic.bond_idx], scale[ic.angle_idx] = f.bond_std, f.angle_std
+        stats = ICStats(q0, scale)
     spec = ic_spline_spec(ic.zmatrix, stats, f.n_layers, f.bins, f.hidden, molecule=system.name,
-                          x_layout=f"flattened {tuple(system.event_shape)} positions, nm",
-                          statistics="PDB structure (data-free)")
+                          x_layout=f"flattened {tuple(system.event_shape)} positions, nm", **extra)
     return seeded(lambda: ic_spline_flow(ic.zmatrix, stats, f.n_layers, f.bins, f.hidden).float(), seed), spec
 
 
@@ -137,6 +147,8 @@ def method_summary(system: Any, name: str, trained: dict[str, Any], metrics: dic
            "timing": trained["timing"], "history": trained["history"], "evaluation": metrics}
     if "training_data" in trained:
         out["training_data"] = trained["training_data"]
+    if "scan" in trained["spec"].get("info", {}):
+        out["prior_scan"] = trained["spec"]["info"]["scan"]
     if hasattr(system, "mode_reference"):
         out["modes_per_draw"] = _mode_errors(system, draws)
     if "populations" in metrics and "alphaL" in metrics["populations"]:
@@ -194,6 +206,9 @@ def table(system: Any, summaries: dict[str, dict[str, Any]]) -> str:
     n = ev["n_draws"]
     notes = [f"{LABELS[k]}: 0 training energy evaluations; trained on {s['training_data']['source']}."
              for k, s in summaries.items() if "training_data" in s]
+    scans = {s["prior_scan"]["n_evaluations"] for s in summaries.values() if "prior_scan" in s}
+    notes += [f"Initial flow (every method's) from energy scans of the PDB structure: {count} energy evaluations, "
+              "spent once, not in 'target evals'." for count in sorted(scans)]
     return "\n".join(lines) + f"\n\n{system.name}; {n} draws of {ev['n_per_draw']} flow samples per method.\n" + \
         "".join(f"{note}\n" for note in notes)
 
