@@ -1,13 +1,14 @@
 """`boltzflow reproduce fisher-rao` end to end at the smoke scale, one cell resumed, bad input, the verdicts."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from boltzflow.cli import main
-from boltzflow.experiments.fisher_rao_report import summarise, verdicts
+from boltzflow.experiments.fisher_rao_report import markdown_table, summarise, verdicts
 from boltzflow.experiments.fisher_rao_targets import get_target
 from boltzflow.io import load_npz
 from boltzflow.recipes import load_recipe
@@ -95,12 +96,16 @@ def test_base_scale_overrides_resolve_per_cell():
     assert "base_scale_overrides" not in tc.for_cell("gmm40", "linear")
 
 
-def _cell(interp, seed, modes, ed, floor, log_z_error, speed_t1, ess):
-    return {"target": "gmm40", "interpolation": interp, "seed": seed, "energy_distance": ed,
+def _cell(interp, seed, modes, ed, floor, log_z_error, speed_t1, ess, rw=None):
+    cell = {"target": "gmm40", "interpolation": interp, "seed": seed, "energy_distance": ed,
             "energy_distance_floor": floor, "ess_fraction": ess, "log_z_is_error": log_z_error,
             "log_z_rate_error": 0.0, "modes_covered": modes, "n_modes": 40, "n_eval": 100, "train_cpu_s": 1.0,
             "train_wall_s": 1.0, "eval_cpu_s": 1.0, "eval_wall_s": 1.0, "speed_times": [0.0, 1.0],
             "speed": [1.0, speed_t1]}
+    if rw is not None:  # reweighted distance over its floor; cells evaluated before the key lack it
+        cell |= {"energy_distance_reweighted": rw * 2e-3, "energy_distance_reweighted_floor": 2e-3,
+                 "energy_distance_reweighted_floor_at_ess": 6e-3}
+    return cell
 
 
 def test_verdicts_follow_the_issue_bars():
@@ -108,15 +113,51 @@ def test_verdicts_follow_the_issue_bars():
              _cell("gradient_flow", 1, 40, 1.9e-3, 1e-3, -0.04, 2.0, 0.8),
              _cell("linear", 0, 12, 5.0, 1e-3, -3.0, 40.0, 0.01), _cell("linear", 1, 10, 6.0, 1e-3, -2.0, 10.0, 0.01),
              {"target": "gmm40", "interpolation": "learned", "seed": 0, "error": "diverged"},
-             _cell("learned", 1, 40, 2.5e-3, 1e-3, 0.0, 2.0, 0.9)]
+             _cell("learned", 1, 40, 2.5e-3, 1e-3, 0.0, 2.0, 0.9, rw=1.8)]
+    cells[0] |= _cell("gradient_flow", 0, 40, 1.5e-3, 1e-3, 0.01, 2.0, 0.9, rw=2.5)
     table = summarise(cells)
     torch.testing.assert_close(table["gmm40"]["linear"]["speed_t1"]["mean"], 25.0)
     got = verdicts(table)
     assert got["gmm40_gradient_flow_modes_ed_logz"] == {"per_seed": [True, True], "all_seeds": True}
     assert got["gmm40_learned_modes_ed_logz"] == {"per_seed": [False], "all_seeds": False}  # ED 2.5x its floor
+    assert got["gmm40_learned_modes_reweighted_ed_logz"] == {"per_seed": [True], "all_seeds": True}  # 1.8x
+    assert got["gmm40_gradient_flow_modes_reweighted_ed_logz"] == {"per_seed": [False, False], "all_seeds": False}
+    assert "| 1.8 (3) |" in markdown_table(table)  # reweighted ED / floor, (floor at ESS / floor)
     assert got["gmm40_linear_vs_ou"]["speed_ratio_t1"] == pytest.approx(12.5)
     assert got["gmm40_linear_vs_ou"]["ratio_at_least_10"] and all(got["gmm40_linear_vs_ou"]["linear_worse"].values())
     assert got["gmm40_linear_vs_ou"]["same_base_scale"]
     for c in cells:
         c["training"] = {"base_scale": 30.0 if c["interpolation"] == "linear" else 1.0}
     assert not verdicts(summarise(cells))["gmm40_linear_vs_ou"]["same_base_scale"]
+
+
+def test_reweighted_distance_and_its_cached_floor(tmp_path):
+    from boltzflow.eval.energy_distance import energy_distance
+    from boltzflow.eval.sample_metrics import mean_pairwise_distance
+    from boltzflow.experiments.fisher_rao_eval import FLOOR_DRAWS, reweighted_distance, weighted_floor
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(300, 2, generator=g, dtype=torch.float64)
+    aa = mean_pairwise_distance(ref, ref)
+    x = torch.randn(200, 2, generator=g, dtype=torch.float64) + 0.5
+    log_w = torch.randn(200, generator=g, dtype=torch.float64)
+    # the recipe's statistic is Szekely's D^2, twice eval.energy_distance (which halves it)
+    assert reweighted_distance(x, log_w, ref, aa) == pytest.approx(2 * energy_distance(x, ref, log_w=log_w), rel=1e-10)
+    # weight only on a copy of the reference: zero, whatever the far points with weight 0 are
+    far = torch.cat([ref, torch.full((50, 2), 1e3, dtype=torch.float64)])
+    lw = torch.cat([torch.zeros(300), torch.full((50,), -torch.inf)]).double()
+    assert abs(reweighted_distance(far, lw, ref, aa)) < 1e-10  # rounding of sums of O(1) terms
+    assert reweighted_distance(x, torch.full((200,), torch.nan, dtype=torch.float64), ref, aa) == math.inf
+    target = get_target("gmm40")
+    ref_a = target.sample(400, torch.Generator().manual_seed(5))
+    aa = mean_pairwise_distance(ref_a, ref_a)
+    first = weighted_floor(target, 100, ref_a, aa, tmp_path, 5)
+    assert first["draws"] == FLOOR_DRAWS and first["mean"] > 0 and first["sd"] > 0
+    vals = []
+    for k in range(FLOOR_DRAWS):
+        e = target.sample(100, torch.Generator().manual_seed(5 + 1000 + k))
+        vals.append(2 * mean_pairwise_distance(e, ref_a) - mean_pairwise_distance(e, e) - aa)
+    assert first["mean"] == pytest.approx(np.mean(vals), rel=1e-12)
+    assert first["sd"] == pytest.approx(np.std(vals, ddof=1), rel=1e-12)
+    assert (tmp_path / "floor-weighted-gmm40-100-vs-400-5.json").exists()
+    assert weighted_floor(target, 100, ref_a, aa, tmp_path, 5) == first  # read back from the cache

@@ -5,6 +5,10 @@
 * ``n_eval`` samples in all (the rest transported as positions only, which is much cheaper in 8-D): the energy
   distance against a fixed exact reference sample, beside its floor (the same statistic for a second exact sample
   of the same size, computed once per target and size and cached), and mode coverage;
+* the reweighted energy distance of the ``n_weights`` weighted samples (self-normalised importance weights) to the
+  same reference, beside its own floor: the statistic for ``n_weights`` exact samples, mean ± sd over
+  ``FLOOR_DRAWS`` independent draws (one draw's sd is about its mean), cached like the raw floor; and the floor at
+  the ESS, the statistic for round(ESS) exact samples (what a perfect weighted sample of this ESS would score);
 * ``n_speed`` samples kept along the path: the speed ``sqrt(mean |v_t|^2)`` of the learned velocity (an upper
   bound of the W2 metric speed of the transported density, equal to it for a gradient field);
 * a mixture target with the gradient-flow curve: the relative L2(rho_t) error of the learned field against the
@@ -23,8 +27,10 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
+from boltzflow.eval.energy_distance import weighted_pair_sum
 from boltzflow.eval.sample_metrics import mean_pairwise_distance, mode_coverage
 from boltzflow.eval.teleport import sampled_metric_speed
+from boltzflow.eval.weights import ess as ess_count
 from boltzflow.eval.weights import ess_fraction, log_partition_estimate
 from boltzflow.experiments.fisher_rao_targets import CurveTarget
 from boltzflow.flows.cnf import IsotropicNormal
@@ -33,6 +39,7 @@ from boltzflow.training.fisher_rao_fit import log_z_from_rate, sample_curve
 from boltzflow.training.fisher_rao_gmm import ExactOUPath
 
 FIELD_TIMES = (0.1, 0.25, 0.5, 0.75, 1.0)
+FLOOR_DRAWS = 8
 
 
 class CurveEvaluation(NamedTuple):
@@ -60,6 +67,34 @@ def reference(target: CurveTarget, n: int, cache: Path, seed: int) -> tuple[Tens
     stats = {"aa": aa, "floor": floor, "n": n}
     path.write_text(json.dumps(stats))
     return ref_a, stats
+
+
+def weighted_floor(target: CurveTarget, n: int, ref_a: Tensor, aa: float, cache: Path, seed: int) -> dict[str, Any]:
+    """Energy distance of ``n`` exact samples to ``ref_a``, mean and sd over FLOOR_DRAWS draws (cached).
+
+    The draws use seeds ``seed + 1000 + k``, apart from the reference pair (``seed``, ``seed + 1``).
+    """
+    path = cache / f"floor-weighted-{target.name}-{n}-vs-{len(ref_a)}-{seed}.json"
+    if path.exists():
+        with open(path) as f:
+            return json.load(f)
+    values = []
+    for k in range(FLOOR_DRAWS):
+        e = target.sample(n, torch.Generator().manual_seed(seed + 1000 + k))
+        values.append(2 * mean_pairwise_distance(e, ref_a) - mean_pairwise_distance(e, e) - aa)
+    stats = {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)), "draws": FLOOR_DRAWS, "n": n}
+    path.write_text(json.dumps(stats))
+    return stats
+
+
+def reweighted_distance(x: Tensor, log_w: Tensor, ref_a: Tensor, aa: float) -> float:
+    """``2 Σ w_i |x_i - a_j| / m - Σ w_i w_k |x_i - x_k| - aa`` with self-normalised weights (non-finite: 0)."""
+    keep = torch.isfinite(log_w) & torch.isfinite(x).all(-1)
+    if not keep.any():
+        return math.inf
+    x, w = x[keep], torch.softmax(log_w[keep].double(), 0)
+    uniform = ref_a.new_full((len(ref_a),), 1.0 / len(ref_a))
+    return 2 * weighted_pair_sum(x, ref_a, w, uniform) - weighted_pair_sum(x, None, w) - aa
 
 
 def positions(model: FisherRaoModel, z: Tensor, steps: int, chunk: int = 10_000) -> Tensor:
@@ -109,6 +144,12 @@ def evaluate_curve(model: FisherRaoModel, target: CurveTarget, ev: Any, generato
     if xf.shape[0]:
         ed = 2 * mean_pairwise_distance(xf, ref_a) - mean_pairwise_distance(xf, xf) - floor["aa"]
     cov = mode_coverage(target.labels(xf), target.mode_probs)
+    rw_floor = weighted_floor(target, ev.n_weights, ref_a, floor["aa"], cache, reference_seed)
+    ess = float(ess_count(weighted.log_w)) if torch.isfinite(weighted.log_w).any() else 0.0
+    m_eff = max(2, round(ess))
+    exact_eff = target.sample(m_eff, torch.Generator().manual_seed(reference_seed + 999))
+    floor_at_ess = 2 * mean_pairwise_distance(exact_eff, ref_a) - mean_pairwise_distance(exact_eff, exact_eff) - \
+        floor["aa"]
     n_finite_w = int(torch.isfinite(weighted.log_w).sum())
     lz = log_partition_estimate(weighted.log_w) if n_finite_w else None  # None: every weighted sample blew up
     log_z_rate = log_z_from_rate(model, target.dim)
@@ -118,6 +159,9 @@ def evaluate_curve(model: FisherRaoModel, target: CurveTarget, ev: Any, generato
     metrics: dict[str, Any] = {
         "n_eval": ev.n_eval, "n_weights": ev.n_weights, "n_nonfinite": int((~finite).sum()),
         "energy_distance": ed, "energy_distance_floor": floor["floor"],
+        "energy_distance_reweighted": reweighted_distance(weighted.x, weighted.log_w, ref_a, floor["aa"]),
+        "energy_distance_reweighted_floor": rw_floor["mean"], "energy_distance_reweighted_floor_sd": rw_floor["sd"],
+        "energy_distance_reweighted_floor_at_ess": floor_at_ess,
         "ess_fraction": ess_fraction(weighted.log_w) if n_finite_w else 0.0,
         "log_z_is": lz and lz.log_z, "log_z_is_error": lz and lz.log_z - target.log_z,
         "log_z_is_stderr": lz and lz.stderr,
